@@ -1,0 +1,189 @@
+"""Shared test helpers: waiting with a bound, free ports, running air_std for
+real, and a check after every test that no process it started is left alive.
+
+Every test gets `tmp_path`; any process whose working directory or command
+line mentions that directory after the test is a leak and fails the test.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+CORPUS = REPO.parent / "shared" / "corpus" / "air-toml"
+
+
+def wait_until(pred, timeout=5.0, interval=0.02, what="condition", output=None):
+    """Poll pred() until truthy; on timeout fail with `what` and the child's output."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            extra = ""
+            if output is not None:
+                extra = "\n--- output ---\n" + (output() if callable(output) else str(output))
+            raise AssertionError("timed out after %.1fs waiting for %s%s" % (timeout, what, extra))
+        time.sleep(interval)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid):
+    """True if pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def procs_mentioning(marker):
+    """Live pids (not zombies, not us) whose cwd or command line contains marker."""
+    marker = str(marker)
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        if pid == os.getpid():
+            continue
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            try:
+                cwd = os.readlink("/proc/%d/cwd" % pid)
+            except OSError:
+                cwd = ""
+        except OSError:
+            continue
+        if (marker in cmd or cwd.startswith(marker)) and pid_alive(pid):
+            found.append((pid, cmd.strip()))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes(tmp_path):
+    yield
+    left = []
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        left = procs_mentioning(tmp_path)
+        if not left:
+            return
+        time.sleep(0.05)
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    pytest.fail("processes left behind by the test: %r" % (left,))
+
+
+@pytest.fixture(scope="session")
+def pyz_path(tmp_path_factory):
+    """Build air_std.pyz once per session with the same recipe as `make pyz`."""
+    out = tmp_path_factory.mktemp("pyz") / "air_std.pyz"
+    subprocess.run(["make", "-s", "-C", str(REPO), "pyz", "PYZ=%s" % out], check=True, timeout=60)
+    return out
+
+
+class AirProcess:
+    """A real air_std run in its own session, with its output in files."""
+
+    def __init__(self, args, cwd, env=None, pyz=None):
+        self.cwd = Path(cwd)
+        self.out_path = self.cwd.parent / ("air-%s.out" % self.cwd.name)
+        self.err_path = self.cwd.parent / ("air-%s.err" % self.cwd.name)
+        cmd = [sys.executable, str(pyz)] if pyz else [sys.executable, "-m", "air_std"]
+        full_env = dict(os.environ)
+        full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+        full_env["PYTHONUNBUFFERED"] = "1"
+        full_env.pop("NO_COLOR", None)
+        full_env.update(env or {})
+        self._out = open(self.out_path, "wb")
+        self._err = open(self.err_path, "wb")
+        self.proc = subprocess.Popen(cmd + list(args), cwd=str(self.cwd), env=full_env,
+                                     stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=self._err, start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stdout(self):
+        return self.out_path.read_text(errors="replace")
+
+    def stderr(self):
+        return self.err_path.read_text(errors="replace")
+
+    def output(self):
+        return "--- stdout ---\n%s\n--- stderr ---\n%s" % (self.stdout(), self.stderr())
+
+    def wait_for(self, text, timeout=10.0, count=1, stream="stderr"):
+        read = self.stderr if stream == "stderr" else self.stdout
+        return wait_until(lambda: read().count(text) >= count, timeout=timeout,
+                          what="%r x%d in air_std's %s" % (text, count, stream), output=self.output)
+
+    def signal(self, sig):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout=10.0):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("air_std did not exit within %.1fs\n%s" % (timeout, self.output()))
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.proc.wait(5)
+        self._out.close()
+        self._err.close()
+
+
+@pytest.fixture
+def run_air():
+    """Start air_std processes; every one is stopped (SIGKILL of its group) at teardown."""
+    started = []
+
+    def start(args, cwd, env=None, pyz=None):
+        ap = AirProcess(args, cwd, env=env, pyz=pyz)
+        started.append(ap)
+        return ap
+
+    yield start
+    for ap in started:
+        ap.close()
+
+
+def http_get(port, path="/", timeout=2.0):
+    """GET from 127.0.0.1:port; returns (status, body text) or None if unreachable."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
