@@ -1,0 +1,261 @@
+"""Spawning commands in their own process group and stopping them completely.
+
+Called by the runner thread (builds, the app) and by the engine on the main
+thread (post_cmd, the last-resort sweep at shutdown). Nothing here starts a
+thread.
+
+Stopping is about the whole tree, not the leader: a group signal reaches every
+process in the command's group; descendants that left the group (`setsid`,
+daemonizing) are found by walking /proc from the leader before signalling, and
+because air_std makes itself a child subreaper (Linux) such processes are
+re-parented to air_std when their parent dies, so they can still be found,
+stopped and reaped. On platforms without /proc only the group is handled.
+"""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+IS_WINDOWS = os.name == "nt"
+log = logging.getLogger("air_std.runner")
+
+# pids of live Popen children: Popen reaps these itself, so the orphan reaper
+# must never waitpid() them (it would steal their exit status).
+_tracked = set()
+_tracked_lock = threading.Lock()
+
+
+def make_subreaper():
+    """Linux: adopt orphaned descendants (PR_SET_CHILD_SUBREAPER). False elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0  # 36 = PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def spawn(args, cwd, env, shell=False, stdout=None, stderr=None, stdin=subprocess.DEVNULL):
+    """Start `args` (a shell command string when shell=True) as the leader of a new group."""
+    if IS_WINDOWS:
+        return _spawn_windows(args, cwd, env, shell, stdout, stderr, stdin)
+    argv = ["/bin/sh", "-c", args] if shell else list(args)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
+                            start_new_session=True)
+    with _tracked_lock:
+        _tracked.add(proc.pid)
+    return proc
+
+
+def _forget(proc):
+    with _tracked_lock:
+        _tracked.discard(proc.pid)
+
+
+def _proc_table():
+    """{pid: (ppid, pgid, state)} read from /proc; {} where there is no /proc."""
+    table = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return table
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                data = f.read()
+        except OSError:  # exited while we listed
+            continue
+        # the command name may hold spaces and parentheses: split after the last ')'
+        fields = data[data.rfind(b")") + 2:].split()
+        if len(fields) >= 3:
+            table[int(name)] = (int(fields[1]), int(fields[2]), fields[0].decode())
+    return table
+
+
+def descendants(root_pid, table=None):
+    """Every pid below root_pid in the parent chain (from /proc)."""
+    table = _proc_table() if table is None else table
+    children = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, stack = set(), [root_pid]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def _alive(pid, table):
+    entry = table.get(pid)
+    return entry is not None and entry[2] not in ("Z", "X")
+
+
+def reap_orphans():
+    """Reap zombies re-parented to us (subreaper) that no Popen owns."""
+    if IS_WINDOWS:
+        return
+    me = os.getpid()
+    with _tracked_lock:
+        tracked = set(_tracked)
+    for pid, (ppid, _, state) in _proc_table().items():
+        if ppid == me and state == "Z" and pid not in tracked:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+def _send(pgids, pids, sig):
+    for pgid in pgids:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _targets(pgid, known):
+    """(groups, loose pids) still alive among the group and the known descendants."""
+    table = _proc_table()
+    if not table:  # no /proc: trust the group signal alone
+        try:
+            os.killpg(pgid, 0)
+            return {pgid}, set()
+        except (ProcessLookupError, PermissionError):
+            return set(), set()
+    me = os.getpid()
+    # orphans adopted by us since the last look are part of what we are stopping
+    with _tracked_lock:
+        tracked = set(_tracked)
+    known |= {p for p, (ppid, _, st) in table.items() if ppid == me and p not in tracked and st != "Z"}
+    groups = {pgid} if any(e[1] == pgid and e[2] not in ("Z", "X") for e in table.values()) else set()
+    loose = set()
+    for pid in known:
+        if _alive(pid, table):
+            owner = table[pid][1]
+            if owner == pid:  # a group leader of its own (setsid): take its group
+                groups.add(owner)
+            elif owner != pgid:
+                loose.add(pid)
+    return groups, loose
+
+
+def stop(proc, sig=signal.SIGTERM, grace_s=0.5, name="app", force=None):
+    """Stop proc's group and every descendant; return the leader's exit status.
+
+    Sends `sig`, waits up to grace_s for everything to exit (ending early when
+    the `force` Event is set: a second Ctrl-C), then SIGKILLs what is left and
+    waits for it to be gone. Safe to call on a process that already exited.
+    """
+    if IS_WINDOWS:
+        return _stop_windows(proc, grace_s)
+    pgid = proc.pid
+    known = descendants(proc.pid)
+    force = force or threading.Event()
+    if not force.is_set() and grace_s > 0:
+        groups, loose = _targets(pgid, known)
+        _send(groups, loose, sig)
+        if _wait_gone(proc, pgid, known, grace_s, force):
+            return _finish(proc)
+        groups, loose = _targets(pgid, known)
+        log.warning("%s (pid %d) still running %.1fs after %s; sending SIGKILL",
+                    name, proc.pid, grace_s, signal.Signals(sig).name)
+    for _ in range(50):
+        groups, loose = _targets(pgid, known)
+        if not groups and not loose:
+            break
+        _send(groups, loose, signal.SIGKILL)
+        if _wait_gone(proc, pgid, known, 0.2, None):
+            break
+    return _finish(proc)
+
+
+def _wait_gone(proc, pgid, known, timeout_s, force):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            _forget(proc)
+        reap_orphans()
+        groups, loose = _targets(pgid, known)
+        if not groups and not loose:
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or (force is not None and force.is_set()):
+            return False
+        # wait on the leader when it lives (wakes at its exit), else a short pause
+        try:
+            proc.wait(min(0.02, remaining))
+        except subprocess.TimeoutExpired:
+            pass
+        if proc.returncode is not None:
+            (force or threading.Event()).wait(min(0.02, max(remaining, 0)))
+
+
+def _finish(proc):
+    try:
+        code = proc.wait(5)
+    except subprocess.TimeoutExpired:  # cannot happen after SIGKILL of its group; be loud
+        log.error("%s (pid %d) did not exit after SIGKILL", "process", proc.pid)
+        code = None
+    _forget(proc)
+    reap_orphans()
+    return code
+
+
+def kill_all_descendants():
+    """Last resort at shutdown: SIGKILL everything below air_std, then reap it."""
+    if IS_WINDOWS:
+        return 0
+    table = _proc_table()
+    victims = descendants(os.getpid(), table)
+    _send((), victims, signal.SIGKILL)
+    deadline = time.monotonic() + 2.0
+    while victims and time.monotonic() < deadline:
+        reap_orphans()
+        table = _proc_table()
+        victims = {p for p in victims if _alive(p, table)}
+        threading.Event().wait(0.01)
+    return len(victims)
+
+
+def describe_exit(code):
+    """'exit status 2' or 'killed by SIGKILL' for a Popen returncode."""
+    if code is None:
+        return "unknown status"
+    if code < 0:
+        try:
+            return "killed by %s" % signal.Signals(-code).name
+        except ValueError:
+            return "killed by signal %d" % -code
+    return "exit status %d" % code
+
+
+# --- Windows: kept small and apart; untested here (README says so) ---
+
+def _spawn_windows(args, cwd, env, shell, stdout, stderr, stdin):
+    return subprocess.Popen(args, cwd=cwd, env=env, shell=shell, stdin=stdin, stdout=stdout,
+                            stderr=stderr, creationflags=subprocess.CREATE_NEW_PROCESS_GROUP)
+
+
+def _stop_windows(proc, grace_s):
+    try:
+        proc.send_signal(signal.CTRL_BREAK_EVENT)
+        proc.wait(grace_s)
+    except (OSError, subprocess.TimeoutExpired):
+        subprocess.run(["taskkill", "/T", "/F", "/PID", str(proc.pid)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+    return proc.wait(10)

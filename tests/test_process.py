@@ -1,0 +1,101 @@
+"""process.py: real process trees, real signals, real /proc."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from air_std import process
+from conftest import pid_alive, wait_until
+
+# A leader that starts: a child ignoring SIGTERM, and a setsid-detached
+# daemon (double fork) that leaves the group. Each writes its pid to a file.
+TREE = textwrap.dedent("""
+    import os, signal, subprocess, sys, time
+    d = sys.argv[1]
+    def note(name):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(str(os.getpid()))
+    if len(sys.argv) > 2 and sys.argv[2] == "stubborn":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        note("stubborn.pid")
+        while True: time.sleep(0.05)
+    if len(sys.argv) > 2 and sys.argv[2] == "daemon":
+        if os.fork(): os._exit(0)
+        os.setsid()
+        if os.fork(): os._exit(0)
+        note("daemon.pid")
+        while True: time.sleep(0.05)
+    note("leader.pid")
+    subprocess.Popen([sys.executable, __file__, d, "stubborn"])
+    subprocess.Popen([sys.executable, __file__, d, "daemon"]).wait()
+    while True: time.sleep(0.05)
+""")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def subreaper():
+    # the test process plays air_std's role: descendants that double-fork come back to it
+    assert process.make_subreaper()
+
+
+def start_tree(tmp_path):
+    script = tmp_path / "tree.py"
+    script.write_text(TREE)
+    proc = process.spawn([sys.executable, str(script), str(tmp_path)], cwd=str(tmp_path), env=None)
+    names = ("leader.pid", "stubborn.pid", "daemon.pid")
+    wait_until(lambda: all((tmp_path / n).exists() and (tmp_path / n).read_text() for n in names),
+               timeout=10, what="the tree to start")
+    return proc, [int((tmp_path / n).read_text()) for n in names]
+
+
+def test_stop_kills_whole_tree_including_detached_and_stubborn(tmp_path):
+    proc, pids = start_tree(tmp_path)
+    daemon = pids[2]
+    assert os.getpgid(daemon) != proc.pid  # it really left the group
+    code = process.stop(proc, signal.SIGTERM, grace_s=0.3)
+    assert code is not None
+    for pid in pids:
+        assert not pid_alive(pid), "pid %d survived" % pid
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+
+
+def test_stop_returns_early_when_everything_exits(tmp_path):
+    proc = process.spawn("exec sleep 30", cwd=str(tmp_path), env=None, shell=True)
+    code = process.stop(proc, signal.SIGTERM, grace_s=5)
+    assert code == -signal.SIGTERM
+
+
+def test_force_event_skips_the_grace(tmp_path):
+    proc, pids = start_tree(tmp_path)
+    force = threading.Event()
+    force.set()
+    process.stop(proc, signal.SIGTERM, grace_s=60, force=force)
+    assert not any(pid_alive(p) for p in pids)
+
+
+def test_stop_after_exit_is_safe(tmp_path):
+    proc = process.spawn("exit 3", cwd=str(tmp_path), env=None, shell=True)
+    proc.wait(5)
+    assert process.stop(proc) == 3
+
+
+def test_descendants_and_describe_exit(tmp_path):
+    proc = process.spawn("sleep 30 & sleep 30 & wait", cwd=str(tmp_path), env=None, shell=True)
+    wait_until(lambda: len(process.descendants(proc.pid)) >= 2, what="two children")
+    process.stop(proc, grace_s=1)
+    assert process.describe_exit(-9) == "killed by SIGKILL"
+    assert process.describe_exit(2) == "exit status 2"
+
+
+def test_kill_all_descendants_sweeps(tmp_path):
+    procs = [process.spawn("exec sleep 30", cwd=str(tmp_path), env=None, shell=True) for _ in range(3)]
+    process.kill_all_descendants()
+    for p in procs:
+        assert p.wait(5) == -signal.SIGKILL
+        process._forget(p)
