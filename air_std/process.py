@@ -128,8 +128,13 @@ def _send(pgids, pids, sig):
             pass
 
 
-def _targets(pgid, known):
-    """(groups, loose pids) still alive among the group and the known descendants."""
+def _targets(pgid, known, adopt):
+    """(groups, loose pids) still alive among the group and the known descendants.
+
+    adopt: also take orphans re-parented to air_std. Only right when stopping
+    the app: while a build runs, the app's own daemonized children are orphans
+    too, and a build sweep must not touch them.
+    """
     table = _proc_table()
     if not table:  # no /proc: trust the group signal alone
         try:
@@ -137,11 +142,12 @@ def _targets(pgid, known):
             return {pgid}, set()
         except (ProcessLookupError, PermissionError):
             return set(), set()
-    me = os.getpid()
-    # orphans adopted by us since the last look are part of what we are stopping
-    with _tracked_lock:
-        tracked = set(_tracked)
-    known |= {p for p, (ppid, _, st) in table.items() if ppid == me and p not in tracked and st != "Z"}
+    if adopt:
+        me = os.getpid()
+        with _tracked_lock:
+            tracked = set(_tracked)
+        known |= {p for p, (ppid, _, st) in table.items()
+                  if ppid == me and p not in tracked and st != "Z"}
     groups = {pgid} if any(e[1] == pgid and e[2] not in ("Z", "X") for e in table.values()) else set()
     loose = set()
     for pid in known:
@@ -154,7 +160,7 @@ def _targets(pgid, known):
     return groups, loose
 
 
-def stop(proc, sig=signal.SIGTERM, grace_s=0.5, name="app", force=None):
+def stop(proc, sig=signal.SIGTERM, grace_s=0.5, name="app", force=None, adopt=False):
     """Stop proc's group and every descendant; return the leader's exit status.
 
     Sends `sig`, waits up to grace_s for everything to exit (ending early when
@@ -167,30 +173,29 @@ def stop(proc, sig=signal.SIGTERM, grace_s=0.5, name="app", force=None):
     known = descendants(proc.pid)
     force = force or threading.Event()
     if not force.is_set() and grace_s > 0:
-        groups, loose = _targets(pgid, known)
+        groups, loose = _targets(pgid, known, adopt)
         _send(groups, loose, sig)
-        if _wait_gone(proc, pgid, known, grace_s, force):
+        if _wait_gone(proc, pgid, known, grace_s, force, adopt):
             return _finish(proc)
-        groups, loose = _targets(pgid, known)
         log.warning("%s (pid %d) still running %.1fs after %s; sending SIGKILL",
                     name, proc.pid, grace_s, signal.Signals(sig).name)
     for _ in range(50):
-        groups, loose = _targets(pgid, known)
+        groups, loose = _targets(pgid, known, adopt)
         if not groups and not loose:
             break
         _send(groups, loose, signal.SIGKILL)
-        if _wait_gone(proc, pgid, known, 0.2, None):
+        if _wait_gone(proc, pgid, known, 0.2, None, adopt):
             break
     return _finish(proc)
 
 
-def _wait_gone(proc, pgid, known, timeout_s, force):
+def _wait_gone(proc, pgid, known, timeout_s, force, adopt):
     deadline = time.monotonic() + timeout_s
     while True:
         if proc.poll() is not None:
             _forget(proc)
         reap_orphans()
-        groups, loose = _targets(pgid, known)
+        groups, loose = _targets(pgid, known, adopt)
         if not groups and not loose:
             return True
         remaining = deadline - time.monotonic()

@@ -6,7 +6,6 @@ line mentions that directory after the test is a leak and fails the test.
 """
 
 import os
-import shutil
 import signal
 import socket
 import subprocess

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -57,7 +56,7 @@ def test_stop_kills_whole_tree_including_detached_and_stubborn(tmp_path):
     proc, pids = start_tree(tmp_path)
     daemon = pids[2]
     assert os.getpgid(daemon) != proc.pid  # it really left the group
-    code = process.stop(proc, signal.SIGTERM, grace_s=0.3)
+    code = process.stop(proc, signal.SIGTERM, grace_s=0.3, adopt=True)
     assert code is not None
     for pid in pids:
         assert not pid_alive(pid), "pid %d survived" % pid
@@ -75,7 +74,7 @@ def test_force_event_skips_the_grace(tmp_path):
     proc, pids = start_tree(tmp_path)
     force = threading.Event()
     force.set()
-    process.stop(proc, signal.SIGTERM, grace_s=60, force=force)
+    process.stop(proc, signal.SIGTERM, grace_s=60, force=force, adopt=True)
     assert not any(pid_alive(p) for p in pids)
 
 

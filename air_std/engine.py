@@ -1,0 +1,240 @@
+"""The engine: builds the parts, owns the shutdown Event, runs the shutdown
+sequence. Everything here runs on the main thread.
+
+Signals: a handler only writes one byte to a self-pipe. Event.set() takes a
+lock, and a handler that calls it while the main thread is inside the same
+Event's wait() deadlocks (DESIGN.md). The main thread parks in select() on the
+pipe and acts in normal code: the first byte starts the shutdown, a second
+one (another Ctrl-C) sets `force`, which ends every grace period and
+SIGKILLs what is left. Threads that crash write to the same pipe.
+
+Shutdown order (DESIGN.md): watcher, runner (cancels a build, stops the app),
+post_cmd (bounded), proxy (subscribers closed, server shut down), tmp cleanup
+(only with clean_on_exit, only what air_std made), then a last sweep of any
+descendant and a report of any thread that did not end.
+"""
+
+import errno
+import logging
+import os
+import queue
+import select
+import shutil
+import signal
+import threading
+import time
+
+from air_std import envfile, process
+from air_std.errors import AirError
+
+log = logging.getLogger("air_std.main")
+
+SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+POST_CMD_TIMEOUT_S = 10.0
+JOIN_MARGIN_S = 3.0
+_CRASH = 0  # byte written by a crashed thread; signal numbers are never 0
+
+
+def run(cfg, app_args=(), debug=False):
+    """Run until a signal; return the exit code (0 after a clean stop)."""
+    return Engine(cfg, app_args).run()
+
+
+class Engine:
+    def __init__(self, cfg, app_args=()):
+        self.cfg = cfg
+        self.app_args = list(app_args)
+        self.shutdown = threading.Event()
+        self.force = threading.Event()
+        self.crashed = []
+        self._wake_r = self._wake_w = None
+        self._old_handlers = {}
+        self._made_tmp = False
+        self._made_files = []
+        self.watcher = self.runner = self.proxy = None
+
+    # --- signals through the self-pipe ---
+    def _on_signal(self, signum, frame):
+        try:
+            os.write(self._wake_w, bytes([signum]))
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full: a wake-up is already pending
+
+    def _install_signals(self):
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
+        for name in SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _restore_signals(self):
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+        for fd in (self._wake_r, self._wake_w):
+            if fd is not None:
+                os.close(fd)
+        self._wake_r = self._wake_w = None
+
+    def request_shutdown(self, who):
+        """From any thread: a part crashed; stop everything (exit code 1)."""
+        self.crashed.append(who)
+        try:
+            os.write(self._wake_w, bytes([_CRASH]))
+        except (BlockingIOError, OSError, TypeError):
+            pass
+
+    def _read_wakeups(self, timeout):
+        """Wait up to timeout for bytes on the self-pipe; return them (b"" on timeout)."""
+        try:
+            ready, _, _ = select.select([self._wake_r], [], [], timeout)
+        except OSError as exc:  # EINTR is retried by Python; anything else is real
+            if exc.errno != errno.EINTR:
+                raise
+            ready = [self._wake_r]
+        if not ready:
+            return b""
+        try:
+            return os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            return b""
+
+    def _note_wakeups(self, data):
+        signals = [b for b in data if b != _CRASH]
+        if not signals:
+            return
+        if self.shutdown.is_set() or len(signals) > 1:
+            if not self.force.is_set():
+                log.warning("second signal: killing everything now")
+            self.force.set()
+        self.shutdown.set()
+
+    # --- main ---
+    def run(self):
+        self._install_signals()
+        try:
+            self._start()
+            while not self.shutdown.is_set():
+                data = self._read_wakeups(1.0)
+                if self.crashed:
+                    self.shutdown.set()
+                self._note_wakeups(data)
+            if not self.crashed:
+                log.info("shutting down")
+        finally:
+            # also on AirError from _start (port in use...): nothing may be left running
+            self.shutdown.set()
+            self._stop_parts()
+        return 1 if self.crashed else 0
+
+    def _start(self):
+        from air_std.runner import Runner
+        from air_std.watcher import Watcher
+        cfg = self.cfg
+        self._check_root()
+        process.make_subreaper()
+        if cfg.misc.startup_banner:
+            log.info("%s", cfg.misc.startup_banner)
+        if not os.path.isdir(cfg.tmp_path):
+            try:
+                os.makedirs(cfg.tmp_path)
+                self._made_tmp = True
+            except OSError as exc:
+                raise AirError("cannot create tmp_dir %s: %s" % (cfg.tmp_path, exc.strerror))
+        listener = None
+        if cfg.proxy.enabled:
+            from air_std.proxy import LiveReloadProxy
+            self.proxy = LiveReloadProxy(cfg.proxy)
+            self.proxy.start()  # ProxyError (port in use) ends the run before anything starts
+            log.info("proxy on http://%s:%d -> app on 127.0.0.1:%d",
+                     cfg.proxy.bind, self.proxy.port, cfg.proxy.app_port)
+            listener = self.proxy
+        changes = queue.Queue()
+        self.watcher = Watcher.from_config(cfg, changes, self.shutdown)
+        self.runner = Runner(cfg, changes, self.shutdown, force=self.force, listener=listener,
+                             app_args=self.app_args, on_crash=self.request_shutdown)
+        if hasattr(self.watcher, "on_crash"):
+            self.watcher.on_crash = self.request_shutdown
+        log.info("watching %s", cfg.root_path)
+        self.watcher.start()
+        self.runner.start()
+
+    def _check_root(self):
+        """Air refuses to watch / or the home directory unless told to."""
+        root = os.path.realpath(self.cfg.root_path)
+        home = os.path.realpath(os.path.expanduser("~"))
+        if root in ("/", home) and not self.cfg.build.ignore_dangerous_root_dir:
+            raise AirError("root %s is a dangerous directory to watch (every file below it); "
+                           "run air_std in your project, or set build.ignore_dangerous_root_dir = true"
+                           % root)
+
+    def _join(self, part, timeout):
+        """Join a part while still listening for a second signal (force)."""
+        deadline = time.monotonic() + timeout
+        while part.is_alive():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.error("thread %s did not stop within %.1fs (a bug: please report it)",
+                          part.name, timeout)
+                return False
+            self._note_wakeups(self._read_wakeups(min(0.05, remaining)))
+            part.join(0)
+        return True
+
+    def _stop_parts(self):
+        cfg = self.cfg
+        grace = max(cfg.build.kill_delay_s, 0.5)
+        if self.watcher is not None:
+            self.watcher.stop()
+            self._join(self.watcher, JOIN_MARGIN_S)
+        if self.runner is not None:
+            self.runner.stop()
+            self._join(self.runner, grace + JOIN_MARGIN_S)
+        self._run_post_cmd()
+        if self.proxy is not None:
+            self.proxy.stop()
+        self._clean_tmp()
+        left = process.kill_all_descendants()
+        if left:
+            log.error("%d processes could not be stopped", left)
+        self._restore_signals()
+
+    def _run_post_cmd(self):
+        cfg = self.cfg
+        commands = [c for c in cfg.build.post_cmd if c.strip()]
+        if not commands or self.force.is_set():
+            return
+        env = envfile.load(cfg.env_files, cfg.root_path)
+        for command in commands:
+            log.info("post_cmd: %s", command)
+            proc = process.spawn(command, cwd=cfg.root_path, env=env, shell=True)
+            deadline = time.monotonic() + POST_CMD_TIMEOUT_S
+            while proc.poll() is None and time.monotonic() < deadline and not self.force.is_set():
+                self._note_wakeups(self._read_wakeups(0.05))
+            if proc.poll() is None:
+                log.warning("post_cmd %r still running after %.0fs; stopping it",
+                            command, POST_CMD_TIMEOUT_S)
+            code = process.stop(proc, grace_s=0.5, name="post_cmd", force=self.force)
+            if code:
+                log.warning("post_cmd %r: %s", command, process.describe_exit(code))
+
+    def _clean_tmp(self):
+        """clean_on_exit removes tmp_dir only if air_std created it, else only the build log."""
+        cfg = self.cfg
+        if not cfg.misc.clean_on_exit:
+            return
+        tmp = os.path.realpath(cfg.tmp_path)
+        root = os.path.realpath(cfg.root_path)
+        if tmp == root or not tmp.startswith(root + os.sep):
+            log.warning("not cleaning tmp_dir %s: it is not inside root %s", tmp, root)
+            return
+        if self._made_tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+            log.info("removed %s", tmp)
+        elif cfg.build.log:
+            try:
+                os.remove(os.path.join(tmp, cfg.build.log))
+            except OSError:
+                pass

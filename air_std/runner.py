@@ -1,0 +1,334 @@
+"""The runner thread ("air-runner"): debounce changes, build, restart the app.
+
+It is the only thread that starts or stops build and app processes, so there
+is never more than one build and one app at a time. It consumes ChangeBatch
+messages from the watcher's queue and tells a listener (the proxy, when on)
+`app_started()` and `build_failed(command, output, error)`.
+
+Builds are cancellable: while a build command runs, the runner keeps reading
+its queue; a new change kills the build's process group and starts the
+debounce again. Shutdown (the shared Event, or STOP on the queue) cancels a
+build and stops the app before the thread ends.
+"""
+
+import logging
+import os
+import queue
+import select
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+from air_std import envfile, log as airlog, process
+from air_std.messages import STOP, ChangeBatch
+
+log = logging.getLogger("air_std.runner")
+build_log = logging.getLogger("air_std.build")
+main_log = logging.getLogger("air_std.main")
+
+OUTPUT_TAIL = 64 * 1024  # bytes of build output kept for the error overlay and log file
+# With Air's default kill_delay of 0 Air sends SIGKILL at once; air_std still gives
+# the app this long to exit on SIGTERM/SIGINT before escalating.
+MIN_GRACE_S = 0.5
+
+
+class _Cancelled(Exception):
+    """A build was interrupted by a newer change or by shutdown."""
+
+
+class NullListener:
+    def app_started(self):
+        pass
+
+    def build_failed(self, command, output, error):
+        pass
+
+
+class Runner:
+    """Owns build and app processes. start()/stop()/join() are for the main thread."""
+
+    # tunables; tests may lower them on the instance
+    tick_s = 0.1
+
+    def __init__(self, cfg, inbox, shutdown, force=None, listener=None, app_args=(),
+                 on_crash=None):
+        self.cfg = cfg
+        self.inbox = inbox
+        self.shutdown = shutdown
+        self.force = force or threading.Event()
+        self.listener = listener or NullListener()
+        self.app_args = list(app_args)
+        self.on_crash = on_crash
+        self.app = None
+        self._exited_app = None  # exited on its own; its group may linger until the next stop
+        self._pending = []
+        self._first_change = None
+        self._last_change = None
+        self._rerun_at = None
+        self._thread = threading.Thread(target=self._run, name="air-runner")
+
+    # --- lifecycle (main thread) ---
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        """Idempotent, non-blocking: wake the thread so it stops its processes and ends."""
+        self.shutdown.set()
+        self.inbox.put(STOP)
+
+    def join(self, timeout=None):
+        self._thread.join(timeout)
+
+    def is_alive(self):
+        return self._thread.is_alive()
+
+    @property
+    def name(self):
+        return self._thread.name
+
+    # --- thread body ---
+    def _run(self):
+        try:
+            self._build_and_run([])
+            while not self.shutdown.is_set():
+                self._wait_for_work()
+                if self.shutdown.is_set():
+                    break
+                if self._pending and self._debounce_over():
+                    batch, self._pending = self._pending, []
+                    self._first_change = self._last_change = None
+                    self._build_and_run(batch)
+                self._check_app()
+                process.reap_orphans()
+        except BaseException:
+            log.critical("runner crashed", exc_info=True)
+            if self.on_crash:
+                self.on_crash("runner")
+        finally:
+            self._stop_app()
+
+    def _wait_for_work(self):
+        timeout = 1.0
+        now = time.monotonic()
+        if self._pending:
+            timeout = max(0.0, self._debounce_deadline() - now)
+        if self.app is not None:
+            timeout = min(timeout, self.tick_s)  # notice an app that exits on its own
+        if self._rerun_at is not None:
+            timeout = min(timeout, max(0.0, self._rerun_at - now))
+        try:
+            item = self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return
+        self._take(item)
+
+    def _take(self, item):
+        if item is STOP:
+            self.shutdown.set()
+            return
+        if isinstance(item, ChangeBatch) and item:
+            now = time.monotonic()
+            self._pending.extend(item.paths)
+            self._first_change = self._first_change or now
+            self._last_change = now
+
+    def _debounce_deadline(self):
+        delay = self.cfg.build.delay_s
+        # a steady stream of changes must not postpone the build forever
+        return min(self._last_change + delay, self._first_change + max(2.0, 10 * delay))
+
+    def _debounce_over(self):
+        return time.monotonic() >= self._debounce_deadline()
+
+    # --- build and run ---
+    def _build_and_run(self, changed):
+        cfg = self.cfg
+        if changed:
+            names = sorted({os.path.relpath(p, cfg.root_path) for p in changed})
+            more = " and %d more" % (len(names) - 3) if len(names) > 3 else ""
+            main_log.info("%s changed; rebuilding", ", ".join(names[:3]) + more)
+            if cfg.screen.clear_on_rebuild:
+                airlog.clear_screen(keep_scroll=cfg.screen.keep_scroll)
+        self._rerun_at = None
+        while True:
+            try:
+                ok = self._build()
+                break
+            except _Cancelled:
+                if self.shutdown.is_set():
+                    return
+                main_log.info("change during the build; building again")
+                self._wait_debounce_while_cancelled()
+                if self.shutdown.is_set():
+                    return
+        if not ok and cfg.build.stop_on_error:
+            if self.app is not None:
+                log.info("keeping the previous app running (build.stop_on_error)")
+            return
+        self._stop_app()
+        self._start_app()
+
+    def _wait_debounce_while_cancelled(self):
+        # restart the debounce window from the change that cancelled the build
+        while self._pending and not self.shutdown.is_set() and not self._debounce_over():
+            try:
+                self._take(self.inbox.get(timeout=max(0.0, self._debounce_deadline() - time.monotonic())))
+            except queue.Empty:
+                pass
+        self._pending = []
+        self._first_change = self._last_change = None
+
+    def _build(self):
+        """Run pre_cmd then cmd; True on success. Raises _Cancelled."""
+        cfg = self.cfg
+        commands = [c for c in cfg.build.pre_cmd if c.strip()]
+        if cfg.build.cmd.strip():
+            commands.append(cfg.build.cmd)
+        if not commands:
+            return True
+        log.info("building...")
+        started = time.monotonic()
+        env = envfile.load(cfg.env_files, cfg.root_path)
+        for command in commands:
+            code, output = self._run_build_command(command, env)
+            if code != 0:
+                self._report_build_failure(command, code, output)
+                return False
+        log.info("build ok in %.2fs", time.monotonic() - started)
+        return True
+
+    def _run_build_command(self, command, env):
+        build_log.debug("$ %s", command)
+        proc = process.spawn(command, cwd=self.cfg.root_path, env=env, shell=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        tail = bytearray()
+        fd = proc.stdout.fileno()
+        partial = b""
+        try:
+            while True:
+                ready, _, _ = select.select([fd], [], [], self.tick_s)
+                if ready:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        break
+                    tail += chunk
+                    del tail[:-OUTPUT_TAIL]
+                    lines = (partial + chunk).split(b"\n")
+                    partial = lines.pop()
+                    for line in lines:
+                        build_log.info("%s", line.decode("utf-8", "replace").rstrip("\r"))
+                self._check_cancel(proc)
+            if partial:
+                build_log.info("%s", partial.decode("utf-8", "replace"))
+            # output closed; the command may still be finishing
+            while proc.poll() is None:
+                self._check_cancel(proc)
+                try:
+                    proc.wait(self.tick_s)
+                except subprocess.TimeoutExpired:
+                    pass
+            code = process.stop(proc, grace_s=0, name="build")  # reap leader; sweep leftovers
+        finally:
+            proc.stdout.close()
+        return code, tail.decode("utf-8", "replace")
+
+    def _check_cancel(self, proc):
+        if not self.shutdown.is_set():
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._take(item)
+            if not (self._pending or self.shutdown.is_set()):
+                return
+        process.stop(proc, signal.SIGTERM, grace_s=self._grace(), name="build", force=self.force)
+        raise _Cancelled()
+
+    def _report_build_failure(self, command, code, output):
+        error = "%s: %s" % (command, process.describe_exit(code))
+        hint = ""
+        if code == 127:
+            hint = " (command not found: check build.cmd / build.pre_cmd)"
+        log.error("build failed: %s%s", error, hint)
+        self._write_build_log(output)
+        self.listener.build_failed(command, output, error + hint)
+
+    def _write_build_log(self, output):
+        if not self.cfg.build.log:
+            return
+        path = os.path.join(self.cfg.tmp_path, self.cfg.build.log)
+        try:
+            os.makedirs(self.cfg.tmp_path, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(output)
+        except OSError as exc:
+            log.warning("cannot write the build log %s: %s", path, exc)
+
+    # --- the app ---
+    def app_command(self):
+        """(argv or shell string, shell?) for the app; raises FileNotFoundError with a hint."""
+        b = self.cfg.build
+        extra = list(b.args_bin) + self.app_args
+        root = self.cfg.root_path
+        if b.full_bin.strip():
+            return " ".join([b.full_bin] + [shlex.quote(a) for a in extra]), True
+        if b.entrypoint:
+            exe = b.entrypoint[0]
+            path = os.path.join(root, exe)
+            if os.sep not in exe and not os.path.exists(path):
+                found = shutil.which(exe)  # `python3` style entrypoints come from PATH
+                path = found or path
+            if not os.path.exists(path):
+                raise FileNotFoundError("build.entrypoint %r not found at %s; does build.cmd create it?"
+                                        % (exe, path))
+            return [path] + list(b.entrypoint[1:]) + extra, False
+        path = os.path.abspath(os.path.join(root, b.bin))
+        if not os.path.exists(path):
+            raise FileNotFoundError("build.bin %r not found at %s; does build.cmd create it?"
+                                    % (b.bin, path))
+        return " ".join([shlex.quote(path)] + [shlex.quote(a) for a in extra]), True
+
+    def _start_app(self):
+        try:
+            command, shell = self.app_command()
+        except FileNotFoundError as exc:
+            log.error("%s", exc)
+            return
+        env = envfile.load(self.cfg.env_files, self.cfg.root_path)
+        shown = command if shell else " ".join(shlex.quote(a) for a in command)
+        log.info("running %s", shown)
+        try:
+            self.app = process.spawn(command, cwd=self.cfg.root_path, env=env, shell=shell)
+        except OSError as exc:
+            log.error("cannot start the app (%s): %s", shown, exc)
+            return
+        self.listener.app_started()
+
+    def _check_app(self):
+        now = time.monotonic()
+        if self.app is not None and self.app.poll() is not None:
+            log.info("app exited (%s)", process.describe_exit(self.app.returncode))
+            # like Air, leave what it started alone until the next restart or shutdown
+            self._exited_app, self.app = self.app, None
+            if self.cfg.build.rerun:
+                self._rerun_at = now + self.cfg.build.rerun_delay_s
+        if self._rerun_at is not None and now >= self._rerun_at and self.app is None:
+            self._rerun_at = None
+            self._start_app()
+
+    def _grace(self):
+        return max(self.cfg.build.kill_delay_s, MIN_GRACE_S)
+
+    def _stop_app(self):
+        sig = signal.SIGINT if self.cfg.build.send_interrupt else signal.SIGTERM
+        exited, self._exited_app = self._exited_app, None
+        if exited is not None:
+            process.stop(exited, sig, grace_s=self._grace(), name="app", force=self.force, adopt=True)
+        app, self.app = self.app, None
+        if app is None:
+            return
+        code = process.stop(app, sig, grace_s=self._grace(), name="app", force=self.force, adopt=True)
+        log.info("app stopped (%s)", process.describe_exit(code))
