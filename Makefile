@@ -31,3 +31,26 @@ test: venv
 
 clean:
 	rm -rf $(PYZ) build dist *.egg-info .pytest_cache
+
+# --- issue 6: every CPython from 3.8 to 3.13 that pyenv has here ---
+MATRIX_VERSIONS ?= 3.8 3.9 3.10 3.11 3.12 3.13
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
+UNIT_TESTS ?= -m "not e2e"
+
+.PHONY: test-matrix stress bench
+test-matrix:
+	@oldest=$$(ls -d $(PYENV_ROOT)/versions/3.8* 2>/dev/null | sort -V | tail -1); \
+	 $(MAKE) -s pyz PYTHON=$${oldest:+$$oldest/bin/python}$${oldest:-$(PYTHON)}; \
+	 missing=""; failed=""; \
+	 for v in $(MATRIX_VERSIONS); do \
+	   dir=$$(ls -d $(PYENV_ROOT)/versions/$$v.* 2>/dev/null | sort -V | tail -1); \
+	   if [ -z "$$dir" ]; then missing="$$missing $$v"; continue; fi; \
+	   py=$$dir/bin/python; venv=.venvs/py$$v; \
+	   echo "== Python $$v ($$py)"; \
+	   [ -x $$venv/bin/pytest ] || { $$py -m venv $$venv && $$venv/bin/pip install -q --disable-pip-version-check pytest hypothesis; } || { failed="$$failed $$v(venv)"; continue; }; \
+	   $$venv/bin/python -m pytest -q -p no:cacheprovider $(UNIT_TESTS) || failed="$$failed $$v(unit)"; \
+	   $$py tests/smoke_pyz.py $(PYZ) || failed="$$failed $$v(smoke)"; \
+	 done; \
+	 [ -z "$$missing" ] || echo "test-matrix: interpreters MISSING here:$$missing"; \
+	 if [ -n "$$failed" ]; then echo "test-matrix: FAILED:$$failed"; exit 1; fi; \
+	 echo "test-matrix: all present interpreters passed"
