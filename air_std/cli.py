@@ -1,0 +1,214 @@
+"""Command line: `air-std [options] [--KEY VALUE ...] [-- APP ARGS]` and `air-std init`.
+
+Runs in the main thread. A small hand-written parser, because Air's dotted
+overrides (`--build.cmd "make"`, one flag per config key, repeatable lists)
+do not fit argparse. Modules are imported lazily so `-v` and `-h` stay fast:
+config only when a config is needed, the engine only when it runs.
+
+Exit codes: 0 ok, 1 for every user error (bad flag, bad config, AirError
+from the engine; one line `air_std: error: ...`, no traceback), 130 after
+Ctrl-C before the engine took over signals. Usage errors use 1 too (not
+argparse's 2) so scripts only need to tell 0 from non-zero.
+"""
+
+import os
+import sys
+
+from air_std import __version__
+from air_std.errors import AirError
+
+USAGE = """\
+usage: air-std [-c FILE] [-d] [--print-config] [--KEY VALUE ...] [-- APP_ARGS ...]
+       air-std init
+       air-std -v | -h
+
+Live reload for server apps: watches the project, rebuilds and restarts the app
+on every change. Reads .air.toml (Air's format) from the current directory, or
+from $air_wd when that is set.
+
+options:
+  -c FILE           config file to use instead of ./.air.toml
+  -d                debug logging
+  -v, --version     print the version and exit
+  --print-config    print the effective configuration as JSON and exit
+  -h, --help        show this help and exit
+  init              write a commented .air.toml for the project in the current directory
+  --                everything after it is passed to the app as arguments
+
+config overrides (Air's dotted flags; applied after the file):
+  --build.cmd "make build"            --KEY VALUE or --KEY=VALUE, any config key
+  --build.exclude_dir a,b             lists are comma-separated; repeating the flag
+  --build.exclude_dir c               extends the list (the first one replaces the file's)
+  --build.poll true                   booleans: true/false, 1/0, yes/no
+  --build.kill_delay 2s               durations: Go syntax (500ms, 2s) or a number
+  --proxy.enabled --proxy.proxy_port 8090 --proxy.app_port 8080
+"""
+
+
+class UsageError(AirError):
+    """A bad command line (unknown flag, missing value)."""
+
+
+class Options:
+    def __init__(self):
+        self.config_file = None
+        self.debug = False
+        self.print_config = False
+        self.init = False
+        self.show_help = False
+        self.show_version = False
+        self.overrides = []   # [(dotted_key, raw string)] in command-line order
+        self.app_args = []
+
+
+_BOOL_WORDS = ("true", "false", "1", "0", "yes", "no")
+
+
+def parse_args(argv):
+    """Parse argv (without the program name) into Options; raises UsageError/ConfigError."""
+    opts = Options()
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            opts.app_args.extend(args[i:])
+            break
+        if not arg.startswith("-") or arg == "-":
+            if arg == "init" and not opts.init and not opts.app_args:
+                opts.init = True
+                continue
+            if opts.init:
+                raise UsageError("init takes no arguments, got %r" % arg)
+            # Like Air (Go's flag package): the first non-flag argument ends the
+            # options, and it and everything after it go to the app.
+            opts.app_args.extend(args[i - 1:])
+            break
+        # Go's flag package accepts -name and --name alike; Air users write both.
+        name, eq, value = arg.lstrip("-").partition("=")
+        if name in ("h", "help"):
+            opts.show_help = True
+        elif name in ("v", "version"):
+            opts.show_version = True
+        elif name in ("d", "debug"):
+            opts.debug = True
+        elif name == "print-config":
+            opts.print_config = True
+        elif name in ("c", "config"):
+            if not eq:
+                if i >= len(args):
+                    raise UsageError("%s needs a file name (-c FILE)" % arg)
+                value = args[i]
+                i += 1
+            opts.config_file = value
+        else:
+            from air_std import config
+            kind = config.override_kind(name)         # ConfigError with a did-you-mean
+            if not eq:
+                if kind == "bool":
+                    # `--proxy.enabled` alone means true; an explicit word after it is taken.
+                    if i < len(args) and args[i].lower() in _BOOL_WORDS:
+                        value = args[i]
+                        i += 1
+                    else:
+                        value = "true"
+                elif i < len(args):
+                    value = args[i]
+                    i += 1
+                else:
+                    raise UsageError("--%s needs a value" % name)
+            opts.overrides.append((name, value))
+    return opts
+
+
+def _print_help():
+    from air_std import config
+    sys.stdout.write(USAGE)
+    sys.stdout.write("\nkeys:\n%s\n" % _wrap(_help_keys(config)))
+
+
+def _wrap(words, width=78, indent="  "):
+    lines, line = [], indent
+    for word in words:
+        if len(line) + len(word) + 1 > width and line.strip():
+            lines.append(line.rstrip())
+            line = indent
+        line += word + " "
+    lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _help_keys(config):
+    # The per-platform keys (build.windows.cmd, ...) are listed once as a pattern.
+    keys = [k for k in config.override_keys() if k.count(".") < 2]
+    return keys + ["build.<windows|linux|darwin>.<key>"]
+
+
+def _version():
+    return "air_std %s (python %d.%d.%d)" % ((__version__,) + tuple(sys.version_info[:3]))
+
+
+def _init():
+    from air_std import config
+    cwd = os.getcwd()
+    path = os.path.join(cwd, config.CONFIG_NAME)
+    text = config.init_template(cwd)
+    kind, entry, _ = config.detect_project(cwd)
+    try:
+        with open(path, "x", encoding="utf-8") as f:   # "x": never overwrite
+            f.write(text)
+    except FileExistsError:
+        raise AirError("%s already exists; not overwriting it (remove it first to start over)"
+                       % config.CONFIG_NAME) from None
+    except OSError as exc:
+        raise AirError("cannot write %s: %s" % (path, exc.strerror or exc)) from None
+    print("wrote %s for a %s project (entrypoint: %s); edit it, then run air-std"
+          % (path, "Go" if kind == "go" else "Python", " ".join(entry)))
+    return 0
+
+
+def _run(opts):
+    if opts.show_help:
+        _print_help()
+        return 0
+    if opts.show_version:
+        print(_version())
+        return 0
+    if opts.init:
+        return _init()
+    from air_std import config
+    cfg = config.load_config(opts.config_file, opts.overrides)
+    for warning in cfg.warnings:
+        sys.stderr.write("air_std: warning: %s\n" % warning)
+    if opts.print_config:
+        import json
+        sys.stdout.write(json.dumps(config.config_to_dict(cfg), indent=2) + "\n")
+        sys.stdout.flush()
+        return 0
+    from air_std import log
+    log.setup_from_config(cfg, opts.debug)
+    from air_std import engine
+    return engine.run(cfg, app_args=opts.app_args, debug=opts.debug)
+
+
+def main(argv=None):
+    """Entry point of `air-std`, `python -m air_std` and the zipapp; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _run(parse_args(argv))
+    except AirError as exc:
+        sys.stderr.write("air_std: error: %s\n" % exc)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `air-std --print-config | head`: the reader left; say nothing more, and keep
+        # the interpreter from complaining when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def main_exit():
+    sys.exit(main())
