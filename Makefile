@@ -14,7 +14,7 @@ pyz:
 	cp -r air_std "$$stage/" && \
 	find "$$stage" -name __pycache__ -prune -exec rm -rf {} + && \
 	printf 'import sys\nfrom air_std.cli import main\nsys.exit(main())\n' > "$$stage/__main__.py" && \
-	$(PYTHON) -m zipapp "$$stage" -o "$(PYZ)" -p '/usr/bin/env python3' && \
+	$(PYTHON) -m zipapp "$$stage" -c -o "$(PYZ)" -p '/usr/bin/env python3' && \
 	rm -rf "$$stage" && echo "built $(PYZ)"
 
 demo: pyz
@@ -38,6 +38,21 @@ PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 UNIT_TESTS ?= -m "not e2e"
 
 .PHONY: test-matrix stress bench
+BENCH_ARGS ?=
+
+# Benchmarks: ratios against a baseline measured in the same run (see README "Performance").
+bench: pyz
+	@mkdir -p bench/results
+	$(PYTHON) bench/bench_startup.py $(BENCH_ARGS) | tee bench/results/startup.md
+	$(PYTHON) bench/bench_watcher.py $(BENCH_ARGS) | tee bench/results/watcher.md
+	$(PYTHON) bench/bench_proxy.py $(BENCH_ARGS) | tee bench/results/proxy.md
+	@if command -v chromium >/dev/null 2>&1; then $(PYTHON) bench/bench_browser.py $(BENCH_ARGS) | tee bench/results/browser.md; \
+	 else echo "bench_browser: skipped (no chromium; apt-get install chromium)"; fi
+
+# The shutdown stress test, many more runs than `make test` does.
+AIR_STRESS_RUNS ?= 200
+stress: venv
+	AIR_STRESS_RUNS=$(AIR_STRESS_RUNS) $(VENV)/bin/python -m pytest -q tests/test_proxy_shutdown.py tests/test_broadcast.py
 test-matrix:
 	@oldest=$$(ls -d $(PYENV_ROOT)/versions/3.8* 2>/dev/null | sort -V | tail -1); \
 	 $(MAKE) -s pyz PYTHON=$${oldest:+$$oldest/bin/python}$${oldest:-$(PYTHON)}; \
