@@ -56,7 +56,7 @@ class PartFormatter(logging.Formatter):
 
     def format(self, record):
         part = record.name.rpartition(".")[2] if record.name.startswith("air_std.") else "main"
-        text = "%-7s| %s%s" % (part, _LEVEL_TAGS.get(record.levelno, ""), record.getMessage())
+        text = "%-8s| %s%s" % (part, _LEVEL_TAGS.get(record.levelno, ""), record.getMessage())
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         if self.add_time:
