@@ -147,6 +147,7 @@ class Engine:
         if cfg.proxy.enabled:
             from air_std.proxy import LiveReloadProxy
             self.proxy = LiveReloadProxy(cfg.proxy)
+            self.proxy.on_crash = self.request_shutdown
             self.proxy.start()  # ProxyError (port in use) ends the run before anything starts
             log.info("proxy on http://%s:%d -> app on 127.0.0.1:%d",
                      cfg.proxy.bind, self.proxy.port, cfg.proxy.app_port)

@@ -1,0 +1,938 @@
+"""Tests for air_std/proxy.py (and the client air_std/livereload.js).
+
+Everything runs for real on 127.0.0.1: a small stdlib app server (the
+`App` handler below) on port 0, the proxy on port 0, and http.client or raw
+sockets as the browser. Waits are bounded; nothing asserts on timing.
+"""
+
+import base64
+import gzip
+import hashlib
+import http.client
+import json
+import logging
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import types
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import REPO, free_port, wait_until
+
+from air_std.broadcast import Subscribers
+from air_std.errors import ProxyError
+from air_std.inject import SCRIPT_TAG, HTMLInjector, inject_html
+from air_std.proxy import LiveReloadProxy
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+PAGE = b"<!DOCTYPE html><html><head><title>t</title></head><body><p>hi</p></body></html>"
+BIG = 24 * 1024 * 1024
+
+
+# --- the app behind the proxy ------------------------------------------------
+
+
+def read_chunked(rfile):
+    body = b""
+    while True:
+        size = int(rfile.readline().split(b";")[0], 16)
+        if size == 0:
+            while rfile.readline() not in (b"\r\n", b""):
+                pass
+            return body
+        body += rfile.read(size)
+        rfile.readline()
+
+
+def ws_accept(key):
+    return base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+
+
+def ws_frame(payload, opcode=1, mask=True):
+    head = bytes([0x80 | opcode])
+    n = len(payload)
+    bit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 65536:
+        head += bytes([bit | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([bit | 127]) + struct.pack("!Q", n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def ws_read(read):
+    """(opcode, payload) of one frame; read(n) returns exactly n bytes."""
+    b0, b1 = read(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", read(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", read(8))[0]
+    key = read(4) if b1 & 0x80 else None
+    data = read(n)
+    if key:
+        data = bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    return b0 & 0x0F, data
+
+
+class App(BaseHTTPRequestHandler):
+    """The app: one route per behaviour the proxy must preserve."""
+
+    protocol_version = "HTTP/1.1"
+    gates = {}  # name -> threading.Event the test sets to let a response go on
+
+    def log_message(self, *args):
+        pass
+
+    def send(self, status, body, ctype="text/html", headers=()):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_chunks(self, pieces, ctype="text/html", headers=()):
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Transfer-Encoding", "chunked")
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        for piece in pieces:
+            if isinstance(piece, threading.Event):
+                assert piece.wait(10), "the test never opened the gate"
+                continue
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            return self.websocket()
+        routes = {
+            "/page": lambda: self.send(200, PAGE),
+            "/nobody": lambda: self.send(200, b"<html><p>no closing tag"),
+            "/upper": lambda: self.send(200, b"<HTML><BODY>x</BODY></HTML>", "text/html; charset=UTF-8"),
+            "/several": lambda: self.send(200, b"<body>a</body><!-- </body> --><div>b</div></Body >\n</html>"),
+            "/notfound": lambda: self.send(404, b"<html><body>missing</body></html>"),
+            "/json": lambda: self.send(200, b'{"a": "</body>"}', "application/json"),
+            "/gzip": lambda: self.send(200, gzip.compress(PAGE), headers=[("Content-Encoding", "gzip")]),
+            "/deflate": lambda: self.send(200, zlib.compress(PAGE), headers=[("Content-Encoding", "deflate")]),
+            "/gzip-chunked": lambda: self.send_chunks(
+                [gzip.compress(PAGE)[:20], gzip.compress(PAGE)[20:]], headers=[("Content-Encoding", "gzip")]),
+            "/latin1": lambda: self.send(200, "<body>caf\xe9</body>".encode("latin-1"),
+                                         "text/html; charset=ISO-8859-1"),
+            "/utf16": lambda: self.send(200, "<body>\u20ac</body>".encode("utf-16"),
+                                        "text/html; charset=utf-16"),
+            "/split": lambda: self.send_chunks([b"<html><body>one", b"</bo", b"dy", b">", b"</html>"]),
+            "/cookies": lambda: self.send(200, b"ok", "text/plain", [
+                ("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2; HttpOnly"),
+                ("X-Multi", "one"), ("X-Multi", "two"),
+                ("Connection", "keep-alive, X-Hop"), ("X-Hop", "secret")]),
+            "/redirect": lambda: self.send(302, b"", "text/plain", [("Location", "/elsewhere")]),
+            "/chunked": lambda: self.send_chunks([b"alpha,", b"beta,", b"gamma"], "text/plain"),
+            "/empty": self.no_content,
+            "/big": self.big,
+            "/events": lambda: self.send_chunks(
+                [b"event: tick\ndata: 1\n\n", self.gates["events"], b"event: tick\ndata: 2\n\n"],
+                "text/event-stream"),
+            "/stream-html": lambda: self.send_chunks(
+                [b"<html><body>" + b"x" * 1000, self.gates["html"], b"</body></html>"]),
+        }
+        if path in routes:
+            return routes[path]()
+        return self.echo()
+
+    do_HEAD = do_GET
+
+    def no_content(self):
+        self.send_response(204)
+        self.end_headers()
+
+    def big(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(BIG))
+        self.end_headers()
+        block = bytes(range(256)) * 256
+        gate = self.gates.get("big")
+        for i in range(BIG // len(block)):
+            if gate is not None and i == BIG // len(block) // 2:
+                assert gate.wait(10), "the proxy did not stream the first half"
+            self.wfile.write(block)
+
+    def echo(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = read_chunked(self.rfile)
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        out = json.dumps({
+            "method": self.command, "path": self.path, "headers": self.headers.items(),
+            "body_len": len(body), "body_sha": hashlib.sha256(body).hexdigest(),
+        }).encode()
+        self.send(200, out, "application/json")
+
+    def __getattr__(self, name):
+        if name.startswith("do_"):
+            return self.echo
+        raise AttributeError(name)
+
+    def websocket(self):
+        key = self.headers["Sec-WebSocket-Key"]
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", ws_accept(key))
+        self.end_headers()
+        self.wfile.write(ws_frame(b"hello from the app", mask=False))
+        self.close_connection = True
+        while True:
+            try:
+                opcode, data = ws_read(self.rfile.read)
+            except (ValueError, OSError):
+                return
+            if opcode == 8:
+                self.wfile.write(ws_frame(data, opcode=8, mask=False))
+                return
+            self.wfile.write(ws_frame(data, opcode=opcode, mask=False))
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # the proxy hanging up on the app mid-body is expected in some tests
+
+
+class AppServer:
+    def __init__(self, port=0):
+        self.server = QuietServer(("127.0.0.1", port), App)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01},
+                                       daemon=True)  # daemon: in case a test fails mid-way
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.thread.join(5)
+        self.server.server_close()
+
+
+@pytest.fixture
+def app():
+    App.gates = {}
+    server = AppServer()
+    yield server
+    for gate in App.gates.values():
+        gate.set()
+    server.close()
+
+
+def proxy_cfg(app_port, timeout_s=2.0, proxy_port=0):
+    return types.SimpleNamespace(enabled=True, proxy_port=proxy_port, app_port=app_port,
+                                 app_start_timeout_s=timeout_s, bind="127.0.0.1")
+
+
+@pytest.fixture
+def make_proxy():
+    started = []
+
+    def make(app_port, timeout_s=2.0, subscribers=None, **attrs):
+        p = LiveReloadProxy(proxy_cfg(app_port, timeout_s), subscribers)
+        for k, v in attrs.items():
+            setattr(p, k, v)
+        p.start()
+        started.append(p)
+        return p
+
+    yield make
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_errors(caplog, capfd):
+    """No thread traceback, and no ERROR from air_std.proxy, in any test."""
+    caplog.set_level(logging.DEBUG, logger="air_std.proxy")
+    yield
+    errors = [r.getMessage() for r in caplog.records
+              if r.name == "air_std.proxy" and r.levelno >= logging.ERROR]
+    assert not errors
+    err = capfd.readouterr().err
+    assert "Exception in thread" not in err and "Traceback" not in err, err
+
+
+def get(port, path, method="GET", body=None, headers=None, conn=None):
+    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    if conn is None:
+        c.close()
+    return r, data
+
+
+def sse_connect(port, timeout=5.0):
+    """A raw-socket EventSource: returns (socket, header bytes)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(b"GET /__air_internal/sse HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = s.recv(4096)
+        assert data, "SSE connection closed before its headers: %r" % head
+        head += data
+    return s, head
+
+
+def read_until(sock, marker, already=b""):
+    data = already
+    while marker not in data:
+        more = sock.recv(65536)
+        assert more, "closed before %r; got %r" % (marker, data)
+        data += more
+    return data
+
+
+def sse_events(data):
+    """[(name, data)] of the complete events in a raw SSE byte stream."""
+    events = []
+    for block in data.split(b"\n\n")[:-1]:
+        name, lines = None, []
+        for line in block.split(b"\n"):
+            if line.startswith(b"event: "):
+                name = line[7:].decode()
+            elif line.startswith(b"data: "):
+                lines.append(line[6:].decode())
+        if name:
+            events.append((name, "\n".join(lines)))
+    return events
+
+
+def wait_closed(sock, timeout):
+    """True once the server closed sock (EOF or reset) within timeout."""
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not sock.recv(65536):
+                return True
+    except (ConnectionError, OSError) as exc:
+        return not isinstance(exc, socket.timeout)
+    return False
+
+
+# --- injection (pure functions) --------------------------------------------
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b"<body>x</body>", b"<body>x" + SCRIPT_TAG + b"</body>"),
+    (b"<BODY>x</BODY></HTML>", b"<BODY>x" + SCRIPT_TAG + b"</BODY></HTML>"),
+    (b"a</body>b</body >c", b"a</body>b" + SCRIPT_TAG + b"</body >c"),
+    (b"<html><p>no end tag", b"<html><p>no end tag"),
+    (b"", b""),
+])
+def test_inject_html_before_the_last_body(body, expected):
+    assert inject_html(body) == expected
+
+
+def test_injector_fed_byte_by_byte_matches_whole():
+    body = b"<html><body>" + b"y" * 300 + b"</BoDy>" + b"z" * 40 + b"</body  >\n</html>\n"
+    injector = HTMLInjector()
+    out = b"".join(injector.feed(body[i:i + 1]) for i in range(len(body))) + injector.finish()
+    assert out == inject_html(body)
+    assert injector.injected and out.count(SCRIPT_TAG) == 1
+    assert out.index(SCRIPT_TAG) + len(SCRIPT_TAG) == out.rindex(b"</body")
+
+
+def test_injector_streams_what_comes_before_the_end():
+    injector = HTMLInjector()
+    assert len(injector.feed(b"<body>" + b"x" * 10000)) >= 10000 - 16
+    assert b"</body" not in injector.feed(b"</body></html>")  # held back: it may be the last one
+
+
+def test_injector_respects_wide_charsets():
+    body = "<body>\u20ac</body>".encode("utf-16")
+    out = inject_html(body, charset="utf-16")
+    assert out.decode("utf-16") == "<body>\u20ac" + SCRIPT_TAG.decode() + "</body>"
+    # a BOM without a charset in the header is UTF-16 too (the HTML standard)
+    assert inject_html(body).decode("utf-16") == out.decode("utf-16")
+    latin = "<body>caf\xe9</body>".encode("latin-1")
+    assert inject_html(latin, "iso-8859-1") == b"<body>caf\xe9" + SCRIPT_TAG + b"</body>"
+
+
+# --- forwarding ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, before", [
+    ("/page", b"<p>hi</p>"), ("/upper", b"<BODY>x"), ("/notfound", b"missing"),
+    ("/several", b"<div>b</div>"),
+])
+def test_html_gets_the_script_with_a_fixed_length(app, make_proxy, path, before):
+    p = make_proxy(app.port)
+    r, body = get(p.port, path)
+    assert body.count(SCRIPT_TAG) == 1
+    assert before + SCRIPT_TAG in body
+    assert int(r.getheader("Content-Length")) == len(body)
+
+
+def test_pages_without_body_and_non_html_pass_unchanged(app, make_proxy):
+    p = make_proxy(app.port)
+    assert get(p.port, "/nobody")[1] == b"<html><p>no closing tag"
+    r, body = get(p.port, "/json")
+    assert body == b'{"a": "</body>"}' and r.getheader("Content-Length") == str(len(body))
+
+
+@pytest.mark.parametrize("path", ["/gzip", "/deflate", "/gzip-chunked"])
+def test_compressed_html_is_decoded_and_injected(app, make_proxy, path):
+    p = make_proxy(app.port)
+    r, body = get(p.port, path, headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert r.getheader("Content-Encoding") is None
+    assert body == PAGE.replace(b"</body>", SCRIPT_TAG + b"</body>")
+
+
+def test_charsets_are_respected(app, make_proxy):
+    p = make_proxy(app.port)
+    r, body = get(p.port, "/latin1")
+    assert body == b"<body>caf\xe9" + SCRIPT_TAG + b"</body>"
+    assert r.getheader("Content-Type") == "text/html; charset=ISO-8859-1"
+    _, body = get(p.port, "/utf16")
+    assert body.decode("utf-16") == "<body>\u20ac" + SCRIPT_TAG.decode() + "</body>"
+
+
+def test_chunked_html_is_injected_across_chunk_boundaries(app, make_proxy):
+    p = make_proxy(app.port)
+    r, body = get(p.port, "/split")
+    assert body == b"<html><body>one" + SCRIPT_TAG + b"</body></html>"
+    assert r.getheader("Transfer-Encoding") == "chunked"
+
+
+def test_streamed_html_flows_before_the_page_ends(app, make_proxy):
+    gate = App.gates["html"] = threading.Event()
+    p = make_proxy(app.port)
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    c.request("GET", "/stream-html")
+    r = c.getresponse()
+    first = r.read1(65536)  # arrives while the app still holds the end of the page back
+    assert first.startswith(b"<html><body>xxx")
+    gate.set()
+    rest = r.read()
+    assert (first + rest).endswith(SCRIPT_TAG + b"</body></html>")
+
+
+def test_headers_are_copied_both_ways(app, make_proxy):
+    p = make_proxy(app.port)
+    r, body = get(p.port, "/cookies")
+    assert r.msg.get_all("Set-Cookie") == ["a=1; Path=/", "b=2; HttpOnly"]
+    assert r.msg.get_all("X-Multi") == ["one", "two"]
+    assert r.getheader("X-Hop") is None  # named in Connection: hop-by-hop
+    assert "air_std" in r.getheader("Via")
+    r, body = get(p.port, "/echo?q=1&r=%20", headers={
+        "X-Custom": "yes", "Connection": "keep-alive, X-Secret", "X-Secret": "no", "TE": "trailers",
+        "Keep-Alive": "timeout=5", "Accept-Encoding": "br, gzip;q=0.8", "Host": "example.test:8090",
+        "X-Forwarded-For": "10.0.0.1"})
+    seen = json.loads(body)
+    headers = {}
+    for k, v in seen["headers"]:
+        headers.setdefault(k.lower(), []).append(v)
+    assert seen["path"] == "/echo?q=1&r=%20"
+    assert headers["x-custom"] == ["yes"]
+    assert headers["host"] == ["example.test:8090"]
+    assert headers["x-forwarded-for"] == ["10.0.0.1, 127.0.0.1"]
+    assert headers["x-forwarded-proto"] == ["http"]
+    assert headers["x-forwarded-host"] == ["example.test:8090"]
+    assert headers["via"] == ["1.1 air_std"]
+    assert headers["accept-encoding"] == ["gzip;q=0.8"]
+    for hop in ("x-secret", "te", "keep-alive", "upgrade"):
+        assert hop not in headers
+
+
+def test_every_method_and_body_is_forwarded(app, make_proxy):
+    p = make_proxy(app.port)
+    payload = os.urandom(300000)
+    for method in ("POST", "PUT", "PATCH", "DELETE", "PROPFIND", "OPTIONS"):
+        r, body = get(p.port, "/echo", method=method, body=payload)
+        seen = json.loads(body)
+        assert (seen["method"], seen["body_len"]) == (method, len(payload))
+        assert seen["body_sha"] == hashlib.sha256(payload).hexdigest()
+
+
+def test_chunked_upload_is_forwarded(app, make_proxy):
+    p = make_proxy(app.port)
+    pieces = [os.urandom(70000), b"x", os.urandom(5000)]
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    c.request("POST", "/echo", body=iter(pieces), encode_chunked=True,
+              headers={"Transfer-Encoding": "chunked"})
+    seen = json.loads(c.getresponse().read())
+    assert seen["body_sha"] == hashlib.sha256(b"".join(pieces)).hexdigest()
+    assert ["Transfer-Encoding", "chunked"] in seen["headers"]
+    # the same keep-alive connection still works after a chunked body
+    c.request("GET", "/echo")
+    assert json.loads(c.getresponse().read())["method"] == "GET"
+    c.close()
+
+
+def test_chunked_download_and_http10_client(app, make_proxy):
+    p = make_proxy(app.port)
+    r, body = get(p.port, "/chunked")
+    assert body == b"alpha,beta,gamma" and r.getheader("Transfer-Encoding") == "chunked"
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    s.sendall(b"GET /chunked HTTP/1.0\r\n\r\n")
+    raw = read_until(s, b"gamma")
+    while True:  # an HTTP/1.0 client gets the body delimited by the close
+        more = s.recv(4096)
+        if not more:
+            break
+        raw += more
+    s.close()
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert rest == b"alpha,beta,gamma" and b"chunked" not in head.lower()
+
+
+def test_large_download_is_streamed(app, make_proxy):
+    gate = App.gates["big"] = threading.Event()  # the app sends half, then waits for us
+    p = make_proxy(app.port)
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=10)
+    c.request("GET", "/big")
+    r = c.getresponse()
+    assert r.getheader("Content-Length") == str(BIG)
+    digest, got = hashlib.sha256(), 0
+    while got < BIG // 2:  # only possible if the proxy forwards before the app finishes
+        data = r.read1(1 << 20)
+        assert data
+        digest.update(data)
+        got += len(data)
+    gate.set()
+    while True:
+        data = r.read1(1 << 20)
+        if not data:
+            break
+        digest.update(data)
+        got += len(data)
+    block = bytes(range(256)) * 256
+    expected = hashlib.sha256(block * (BIG // len(block))).hexdigest()
+    assert (got, digest.hexdigest()) == (BIG, expected)
+
+
+def test_app_event_stream_is_streamed(app, make_proxy):
+    gate = App.gates["events"] = threading.Event()
+    p = make_proxy(app.port)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    s.sendall(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+    data = read_until(s, b"data: 1")  # the app has not sent event 2 yet
+    gate.set()
+    data = read_until(s, b"data: 2", data)
+    assert b"text/event-stream" in data
+    s.close()
+
+
+def test_redirects_head_and_204_pass_through(app, make_proxy):
+    p = make_proxy(app.port)
+    r, body = get(p.port, "/redirect")
+    assert (r.status, r.getheader("Location")) == (302, "/elsewhere")
+    r, body = get(p.port, "/page", method="HEAD")
+    assert r.status == 200 and body == b""
+    r, body = get(p.port, "/empty")
+    assert r.status == 204 and body == b""
+
+
+def test_keep_alive_survives_an_app_restart(make_proxy):
+    first = AppServer()
+    port = first.port
+    p = make_proxy(port)
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    assert get(p.port, "/page", conn=c)[0].status == 200
+    first.close()  # the proxy's idle connection to the app is now dead
+    second = AppServer(port)
+    try:
+        assert get(p.port, "/page", conn=c)[0].status == 200
+        r, _ = get(p.port, "/echo", method="POST", body=b"x" * 10, conn=c)
+        assert r.status == 200
+    finally:
+        c.close()
+        second.close()
+
+
+def test_requests_wait_for_an_app_that_is_starting(make_proxy):
+    port = free_port()
+    p = make_proxy(port, timeout_s=10.0)
+    started = []
+    timer = threading.Timer(0.3, lambda: started.append(AppServer(port)))
+    timer.start()
+    try:
+        r, body = get(p.port, "/page")  # sent before the app listens: retried until it does
+        assert r.status == 200 and SCRIPT_TAG in body
+    finally:
+        timer.join()
+        for s in started:
+            s.close()
+
+
+def test_502_page_after_app_start_timeout(make_proxy):
+    port = free_port()
+    p = make_proxy(port, timeout_s=0.3)
+    r, body = get(p.port, "/some/page")
+    text = body.decode()
+    assert r.status == 502 and r.getheader("Content-Type").startswith("text/html")
+    assert "app not reachable at 127.0.0.1:%d (connection refused); still building?" % port in text
+    assert "/__air_internal/app-status" in text and "location.reload()" in text
+    assert json.loads(get(p.port, "/__air_internal/app-status")[1]) == {"app": False}
+    server = AppServer(port)
+    try:
+        assert json.loads(get(p.port, "/__air_internal/app-status")[1]) == {"app": True}
+    finally:
+        server.close()
+
+
+def test_internal_routes(app, make_proxy):
+    p = make_proxy(app.port)
+    r, body = get(p.port, "/__air_internal/livereload.js")
+    assert r.status == 200 and "javascript" in r.getheader("Content-Type")
+    assert body == (REPO / "air_std" / "livereload.js").read_bytes()
+    assert get(p.port, "/__air_internal/nope")[0].status == 404
+    assert get(p.port, "/__air_internal/sse", method="POST", body=b"x")[0].status == 405
+
+
+# --- the event stream ---------------------------------------------------------
+
+
+def test_reload_is_published_only_once_the_app_accepts(make_proxy):
+    port = free_port()
+    p = make_proxy(port, timeout_s=30.0)
+    s, head = sse_connect(p.port)
+    assert b"200 OK" in head and b"text/event-stream" in head
+    wait_until(lambda: p.subscribers.count() == 1, what="the subscriber")
+    p.app_started()
+    s.settimeout(0.5)
+    with pytest.raises(socket.timeout):  # nothing listens on app_port yet: no reload
+        read_until(s, b"event: reload", head)
+    server = AppServer(port)
+    try:
+        s.settimeout(5)
+        data = read_until(s, b"event: reload\n")
+        assert sse_events(read_until(s, b"\n\n", data))[-1][0] == "reload"
+    finally:
+        s.close()
+        server.close()
+
+
+def test_build_failed_payload_and_late_subscribers(app, make_proxy):
+    p = make_proxy(app.port)
+    s, head = sse_connect(p.port)
+    wait_until(lambda: p.subscribers.count() == 1, what="the subscriber")
+    output = "main.go:3: <script>alert(1)</script>\n<img src=x onerror=alert(2)>\nline 3"
+    p.build_failed("go build .", output, "exit status 2")
+    data = read_until(s, b"\n\n", read_until(s, b"event: build-failed"))
+    name, payload = sse_events(data[data.index(b"event: build-failed"):])[0]
+    assert name == "build-failed"
+    assert json.loads(payload) == {"command": "go build .", "output": output, "error": "exit status 2"}
+    # a page opened after the failure gets it at once; after a restart it does not
+    late, head = sse_connect(p.port)
+    data = read_until(late, b"\n\n", read_until(late, b"event: build-failed", head))
+    assert json.loads(sse_events(data.split(b"\r\n\r\n", 1)[1])[0][1])["error"] == "exit status 2"
+    p.app_started()
+    read_until(s, b"event: reload")
+    fresh, head = sse_connect(p.port)
+    fresh.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        read_until(fresh, b"event:", head)
+    for sock in (s, late, fresh):
+        sock.close()
+
+
+def test_keep_alive_ping(app, make_proxy):
+    p = make_proxy(app.port, ping_interval_s=0.05)
+    s, head = sse_connect(p.port)
+    read_until(s, b": ping\n\n", head)
+    s.close()
+
+
+def test_503_once_the_registry_is_closed(app, make_proxy):
+    p = make_proxy(app.port)
+    p.subscribers.close()
+    r, body = get(p.port, "/__air_internal/sse")
+    assert r.status == 503 and b"shutting down" in body
+    assert get(p.port, "/page")[0].status == 200  # the rest still works until stop()
+
+
+def test_a_closed_client_is_removed(app, make_proxy):
+    p = make_proxy(app.port, ping_interval_s=0.05)
+    s, _ = sse_connect(p.port)
+    wait_until(lambda: p.subscribers.count() == 1, what="the subscriber")
+    s.close()
+    wait_until(lambda: p.subscribers.count() == 0, what="the subscriber to be removed")
+
+
+# --- websockets ---------------------------------------------------------------
+
+
+def test_websocket_echo_through_the_proxy(app, make_proxy):
+    p = make_proxy(app.port)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(("GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+    f = s.makefile("rb")
+    status = f.readline()
+    head = {}
+    while True:
+        line = f.readline().decode().strip()
+        if not line:
+            break
+        k, _, v = line.partition(":")
+        head[k.lower()] = v.strip()
+    assert b" 101 " in status
+    assert head["sec-websocket-accept"] == ws_accept(key)
+    assert ws_read(f.read) == (1, b"hello from the app")
+    for payload in (b"ping", os.urandom(200), os.urandom(70000)):
+        s.sendall(ws_frame(payload, opcode=2))
+        assert ws_read(f.read) == (2, payload)
+    s.sendall(ws_frame(b"\x03\xe8", opcode=8))
+    assert ws_read(f.read)[0] == 8
+    assert f.read(1) == b""  # the tunnel closes with the app's side
+    f.close()
+    s.close()
+
+
+def test_websocket_tunnel_ends_on_stop(app, make_proxy):
+    p = make_proxy(app.port)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    read_until(s, b"hello from the app")
+    p.stop()
+    assert wait_closed(s, 2.0)
+    s.close()
+
+
+# --- lifecycle ------------------------------------------------------------------
+
+
+def test_port_in_use_is_a_clear_error():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        before = threading.active_count()
+        p = LiveReloadProxy(proxy_cfg(free_port(), proxy_port=port))
+        with pytest.raises(ProxyError) as info:
+            p.start()
+        assert str(info.value) == ("proxy_port %d on 127.0.0.1 is already in use by another program; "
+                                   "stop it or set proxy.proxy_port to a free port" % port)
+        p.stop()
+        assert threading.active_count() <= before
+
+
+def test_bad_ports_are_config_errors():
+    with pytest.raises(ProxyError, match="forward to itself"):
+        LiveReloadProxy(proxy_cfg(8090, proxy_port=8090))
+    with pytest.raises(ProxyError, match="app_port"):
+        LiveReloadProxy(proxy_cfg(0))
+
+
+def test_listener_calls_after_stop_are_harmless(app):
+    p = LiveReloadProxy(proxy_cfg(app.port))
+    p.start()
+    p.stop()
+    p.stop()  # idempotent
+    p.app_started()
+    p.build_failed("cmd", "out", "err")
+
+
+def test_a_crashed_thread_asks_the_engine_to_stop(app, caplog):
+    class Broken(LiveReloadProxy):
+        def app_accepts(self, timeout=0.25):
+            raise RuntimeError("boom")
+
+    crashed = []
+    p = Broken(proxy_cfg(app.port))
+    p.on_crash = crashed.append
+    p.start()
+    p.app_started()
+    wait_until(lambda: crashed == ["air-proxy-notify"], what="the crash report")
+    p.stop()
+    assert "air-proxy-notify crashed" in caplog.text and "RuntimeError: boom" in caplog.text
+    caplog.clear()  # the expected error, not one for no_proxy_errors to flag
+
+
+def test_stop_closes_50_streams_and_leaves_no_thread(app):
+    baseline = threading.active_count()
+    p = LiveReloadProxy(proxy_cfg(app.port), Subscribers())
+    p.start()
+    clients = [sse_connect(p.port)[0] for _ in range(50)]
+    wait_until(lambda: p.subscribers.count() == 50, what="50 subscribers")
+    keep_alive = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    get(p.port, "/page", conn=keep_alive)  # an idle keep-alive connection too
+    p.app_started()
+    for s in clients:
+        read_until(s, b"event: reload")
+    p.stop()
+    assert all(wait_closed(s, 2.0) for s in clients)
+    wait_until(lambda: threading.active_count() <= baseline, timeout=5,
+               what="threads back to baseline: %r" % threading.enumerate())
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("air-proxy")]
+    for s in clients:
+        s.close()
+    keep_alive.close()
+
+
+def test_stuck_and_vanished_clients_do_not_block_stop(app):
+    p = LiveReloadProxy(proxy_cfg(app.port))
+    p.start()
+    stuck = []
+    for _ in range(5):  # they never read, with tiny receive buffers
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(5)
+        s.connect(("127.0.0.1", p.port))
+        s.sendall(b"GET /__air_internal/sse HTTP/1.1\r\nHost: t\r\n\r\n")
+        stuck.append(s)
+    gone = [sse_connect(p.port)[0] for _ in range(5)]
+    wait_until(lambda: p.subscribers.count() == 10, what="10 subscribers")
+    for s in gone:  # disconnect mid-stream
+        s.close()
+    big = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    big.request("GET", "/big")  # a download nobody reads
+    big_resp = big.getresponse()
+    for _ in range(40):  # fill the stuck sockets: 40 x 256 KiB each
+        p.build_failed("cmd", "x" * 256 * 1024, "err")
+    stopper = threading.Thread(target=p.stop, name="test-stopper")
+    stopper.start()
+    stopper.join(10)
+    assert not stopper.is_alive(), "stop() hung"
+    assert all(wait_closed(s, 2.0) for s in stuck)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("air-proxy")]
+    for s in stuck:
+        s.close()
+    big_resp.close()
+    big.close()
+
+
+def test_requests_waiting_for_the_app_end_at_stop():
+    p = LiveReloadProxy(proxy_cfg(free_port(), timeout_s=60.0))
+    p.start()
+    results = []
+    t = threading.Thread(target=lambda: results.append(get(p.port, "/")[0].status))
+    t.start()
+    wait_until(lambda: any(x.name.startswith("air-proxy-conn") for x in threading.enumerate()),
+               what="the request to reach the proxy")
+    p.stop()
+    t.join(5)
+    assert results == [503]
+
+
+def test_script_loads_from_a_zipapp(pyz_path, tmp_path):
+    code = ("import sys, types; sys.path.insert(0, sys.argv[1]); from air_std.proxy import LiveReloadProxy;"
+            "cfg = types.SimpleNamespace(proxy_port=0, app_port=1, app_start_timeout_s=1, bind='127.0.0.1');"
+            "print(len(LiveReloadProxy(cfg).script()))")
+    out = subprocess.run([sys.executable, "-c", code, str(pyz_path)], cwd=str(tmp_path),
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == len((REPO / "air_std" / "livereload.js").read_bytes())
+
+
+# --- livereload.js, run by node against a tiny fake DOM --------------------------
+
+NODE_HARNESS = r"""
+const vm = require("vm"), fs = require("fs");
+const src = fs.readFileSync(process.argv[2], "utf8");
+const out = {reloads: 0, executed: [], texts: [], innerHTML: 0, sources: [], posted: []};
+function makeNode(tag) {
+  const node = {tagName: tag, children: [], style: {}, attrs: {}, parentNode: null, _text: "",
+    appendChild(c) { c.parentNode = this; this.children.push(c); return c; },
+    removeChild(c) { this.children = this.children.filter(x => x !== c); c.parentNode = null; },
+    setAttribute(k, v) { this.attrs[k] = v; },
+    set textContent(v) { this._text = v; out.texts.push(v); }, get textContent() { return this._text; },
+    set innerHTML(v) { out.innerHTML++; if (/<script|onerror/i.test(v)) out.executed.push(v); },
+  };
+  return node;
+}
+function findById(node, id) {
+  if (node.id === id) return node;
+  for (const c of node.children) { const f = findById(c, id); if (f) return f; }
+  return null;
+}
+class FakeEventSource {
+  constructor(url) { this.url = url; this.handlers = {}; this.readyState = 0; out.sources.push(this); }
+  addEventListener(type, fn) { (this.handlers[type] = this.handlers[type] || []).push(fn); }
+  emit(type, data) { (this.handlers[type] || []).forEach(fn => fn({data})); }
+  close() { this.readyState = 2; }
+}
+const mode = process.argv[3];
+let ctx;
+if (mode === "page") {
+  const html = makeNode("html"), body = makeNode("body");
+  html.appendChild(body);
+  const document = {documentElement: html, body,
+    createElement: makeNode, getElementById: id => findById(html, id)};
+  const window = {addEventListener() {}, dispatchEvent() {}};
+  ctx = {window, document, EventSource: FakeEventSource, location: {reload() { out.reloads++; }},
+         setTimeout, JSON, String, Math, CustomEvent: function (t, o) { this.type = t; this.detail = o.detail; }};
+  vm.createContext(ctx);
+  vm.runInContext(src, ctx);
+  const es = out.sources[0];
+  es.onopen();
+  es.emit("build-failed", JSON.stringify({command: "go build", error: "exit 2",
+    output: "<script>alert(1)</script><img src=x onerror=alert(2)>"}));
+  out.overlay = !!document.getElementById("air-std-overlay");
+  out.state = html.attrs["data-air-std"];
+  out.mode = window.__airStd.mode;
+  es.emit("build-failed", JSON.stringify({command: "again", output: "", error: "e"}));
+  out.overlays = body.children.filter(c => c.id === "air-std-overlay").length;
+  es.emit("reload", "{}");
+  out.overlayAfterReload = !!document.getElementById("air-std-overlay");
+  vm.runInContext(src, ctx);  // injected twice: must not connect twice
+  out.sourcesAfterSecondRun = out.sources.length;
+} else {
+  ctx = {self: {}, EventSource: FakeEventSource, setTimeout, JSON, Math};
+  vm.createContext(ctx);
+  vm.runInContext(src, ctx);
+  const ports = [0, 1, 2].map(i => ({i, start() {}, postMessage(m) { out.posted.push([i, m.type]); }}));
+  ports.forEach(p => ctx.self.onconnect({ports: [p]}));
+  out.sourcesInWorker = out.sources.length;
+  ports[1].onmessage({data: "bye"});
+  out.sources[0].emit("reload", "{}");
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def run_node(mode, tmp_path):
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("node is not installed: the browser tests (issue 4) cover livereload.js")
+    harness = tmp_path / "harness.js"
+    harness.write_text(NODE_HARNESS)
+    out = subprocess.run([node, str(harness), str(REPO / "air_std" / "livereload.js"), mode],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_livereload_page_overlay_is_text_only(tmp_path):
+    out = run_node("page", tmp_path)
+    assert out["mode"] == "event-source" and out["state"] == "open"
+    assert out["innerHTML"] == 0 and out["executed"] == []
+    assert "<script>alert(1)</script><img src=x onerror=alert(2)>" in out["texts"]
+    assert out["overlay"] and out["overlays"] == 1  # a second failure replaces the first
+    assert out["reloads"] == 1 and not out["overlayAfterReload"]
+    assert out["sourcesAfterSecondRun"] == 1
+
+
+def test_livereload_worker_shares_one_stream(tmp_path):
+    out = run_node("worker", tmp_path)
+    assert out["sourcesInWorker"] == 1
+    reloads = sorted(i for i, kind in out["posted"] if kind == "reload")
+    assert reloads == [0, 2]  # port 1 said bye
