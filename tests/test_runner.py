@@ -1,0 +1,160 @@
+"""runner.py, envfile.py and log.py: a real Runner thread with a real queue,
+real build commands and a real app; the log formatter on real streams."""
+
+import io
+import logging
+import queue
+import sys
+import threading
+
+from air_std import envfile, log as airlog
+from air_std.config import load_config
+from air_std.messages import ChangeBatch
+from air_std.runner import Runner
+from conftest import wait_until
+
+
+class Recorder:
+    """A listener like the proxy: records what the runner tells it."""
+
+    def __init__(self):
+        self.events = []
+
+    def app_started(self):
+        self.events.append("started")
+
+    def build_failed(self, command, output, error):
+        self.events.append(("failed", command, output, error))
+
+
+def project(tmp_path, toml):
+    (tmp_path / ".air.toml").write_text(toml.format(py=sys.executable))
+    return load_config(cwd=str(tmp_path))
+
+
+def start_runner(cfg):
+    shutdown = threading.Event()
+    inbox = queue.Queue()
+    listener = Recorder()
+    runner = Runner(cfg, inbox, shutdown, listener=listener)
+    runner.start()
+    return runner, inbox, listener
+
+
+def stop_runner(runner):
+    runner.stop()
+    runner.join(10)
+    assert not runner.is_alive()
+
+
+def builds(tmp_path):
+    path = tmp_path / "builds.txt"
+    return len(path.read_text()) if path.exists() else 0
+
+
+APP_SLEEPS = 'entrypoint = ["{py}", "-c", "import time; time.sleep(60)"]\n'
+
+
+def test_changes_within_the_delay_make_one_build(tmp_path):
+    cfg = project(tmp_path, '[build]\ncmd = "printf x >> builds.txt"\n' + APP_SLEEPS + "delay = 300\n")
+    runner, inbox, listener = start_runner(cfg)
+    try:
+        wait_until(lambda: listener.events == ["started"], what="the first start")
+        assert builds(tmp_path) == 1
+        for i in range(5):  # a burst of saves, well inside the 300 ms window
+            inbox.put(ChangeBatch(modified=(str(tmp_path / ("f%d.go" % i)),)))
+        wait_until(lambda: listener.events.count("started") == 2, what="the rebuild")
+        assert builds(tmp_path) == 2
+    finally:
+        stop_runner(runner)
+
+
+def test_failed_build_tells_the_listener_and_keeps_the_app(tmp_path):
+    cfg = project(tmp_path, '[build]\ncmd = "test ! -e broken || (echo \'<b>bad</b>\'; exit 3)"\n'
+                  + APP_SLEEPS + "delay = 0\nstop_on_error = true\n")
+    runner, inbox, listener = start_runner(cfg)
+    try:
+        wait_until(lambda: runner.app is not None, what="the app")
+        app_pid = runner.app.pid
+        (tmp_path / "broken").write_text("")
+        inbox.put(ChangeBatch(created=(str(tmp_path / "broken"),)))
+        wait_until(lambda: len(listener.events) == 2, what="the failure")
+        _, command, output, error = listener.events[1]
+        assert "exit 3" in command and output.strip() == "<b>bad</b>" and "exit status 3" in error
+        assert runner.app is not None and runner.app.pid == app_pid
+        assert (tmp_path / "tmp" / "build-errors.log").read_text().strip() == "<b>bad</b>"
+    finally:
+        stop_runner(runner)
+
+
+def test_stop_on_error_false_restarts_the_old_app(tmp_path):
+    cfg = project(tmp_path, '[build]\ncmd = "test ! -e broken"\n' + APP_SLEEPS
+                  + "delay = 0\nstop_on_error = false\n")
+    runner, inbox, listener = start_runner(cfg)
+    try:
+        wait_until(lambda: runner.app is not None, what="the app")
+        first = runner.app.pid
+        (tmp_path / "broken").write_text("")
+        inbox.put(ChangeBatch(created=(str(tmp_path / "broken"),)))
+        wait_until(lambda: runner.app is not None and runner.app.pid != first, what="the restart")
+        assert listener.events[1][0] == "failed" and listener.events[2] == "started"
+    finally:
+        stop_runner(runner)
+
+
+def test_stop_ends_a_build_in_progress(tmp_path):
+    cfg = project(tmp_path, '[build]\ncmd = "echo $$ > build.pid; exec sleep 60"\n' + APP_SLEEPS)
+    runner, inbox, listener = start_runner(cfg)
+    wait_until(lambda: (tmp_path / "build.pid").exists(), what="the build")
+    stop_runner(runner)
+    assert listener.events == []
+
+
+def test_env_files_parse_and_precedence(tmp_path):
+    (tmp_path / "a.env").write_text(
+        "# comment\nexport A=1\nB = 'two words'\nC=\"line\\nnext\"\nD=plain # trailing\nnot a line\n")
+    (tmp_path / "b.env").write_text("A=overridden\nE=5\n")
+    env = envfile.load(["a.env", "missing.env", "b.env"], str(tmp_path), environ={"E": "shell"})
+    assert env["A"] == "overridden"          # later files win over earlier ones
+    assert env["B"] == "two words" and env["C"] == "line\nnext" and env["D"] == "plain"
+    assert env["E"] == "shell"               # the shell wins over every file
+
+
+def test_log_lines_per_part_colour_and_filters():
+    out = io.StringIO()
+    airlog.setup({"watcher": "cyan"}, stream=out)
+    try:
+        logging.getLogger("air_std.watcher").info("a %s", "change")
+        logging.getLogger("air_std.runner").warning("slow")
+        assert out.getvalue() == "watcher | a change\nrunner  | warning: slow\n"  # no colour off a TTY
+
+        fmt = airlog.PartFormatter({"watcher": "cyan"}, add_time=True, use_colour=True)
+        rec = logging.LogRecord("air_std.watcher", logging.INFO, "", 0, "x", (), None)
+        line = fmt.format(rec)
+        assert line.startswith("\x1b[36m") and line.endswith("watcher | x\x1b[0m")
+
+        out.truncate(0), out.seek(0)
+        airlog.setup(stream=out, main_only=True)
+        logging.getLogger("air_std.runner").info("hidden")
+        logging.getLogger("air_std.main").info("shown")
+        logging.getLogger("air_std.build").error("errors always show")
+        assert out.getvalue().splitlines() == ["main    | shown", "build   | error: errors always show"]
+
+        out.truncate(0), out.seek(0)
+        airlog.setup(stream=out, silent=True)
+        logging.getLogger("air_std.main").error("nothing")
+        assert out.getvalue() == ""
+    finally:
+        airlog.setup(stream=sys.stderr)
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color():
+    assert airlog.colour_enabled(Tty(), env={})
+    assert not airlog.colour_enabled(Tty(), env={"NO_COLOR": "1"})
+    assert not airlog.colour_enabled(io.StringIO(), env={})
+    assert airlog.colour_enabled(io.StringIO(), env={"FORCE_COLOR": "1"})
