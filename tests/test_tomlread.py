@@ -1,0 +1,586 @@
+"""Tests for air_std.tomlread: the fallback TOML reader, checked against tomllib.
+
+On Python 3.11+ every comparison is differential: the fallback must return
+exactly what tomllib returns (same types, same key order) and reject exactly
+what it rejects, at the same line and column. On 3.8 to 3.10 there is no
+tomllib; the differential tests skip and the fallback-only tests (hand-written
+expectations, serialise-then-parse round trips) still run.
+"""
+
+import math
+import random
+import re
+from datetime import date, datetime, time, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from air_std import tomlread
+from air_std.tomlread import TomlDecodeError, _fallback_loads
+from conftest import CORPUS
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    tomllib = None
+
+needs_tomllib = pytest.mark.skipif(
+    tomllib is None, reason="tomllib (Python 3.11+) is the reference for differential tests")
+
+# The autouse leak check in conftest takes tmp_path; it runs once per test, not per example.
+PROPERTY = settings(max_examples=300, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+VALID_FILES = sorted(CORPUS.glob("*.toml"))
+INVALID_FILES = sorted((CORPUS / "invalid").glob("*.toml"))
+# tomllib's position for each invalid corpus file (KEYS.md).
+INVALID_AT = {"004": (6, 13), "060": (9, 30), "086": (15, 13)}
+
+
+def read_text(path):
+    # Like tomllib.load: UTF-8, no newline translation (CRLF files stay CRLF).
+    return path.read_bytes().decode("utf-8")
+
+
+def outcome(parse, text):
+    try:
+        return ("ok", parse(text))
+    except TomlDecodeError as exc:
+        assert exc.msg and exc.lineno >= 1 and exc.colno >= 1, exc
+        return ("error", exc.lineno, exc.colno)
+
+
+def reference(text):
+    """tomllib's outcome, through the public wrapper (positions parsed from its message)."""
+    assert not tomlread._FORCE_FALLBACK
+    return outcome(tomlread.loads, text)
+
+
+def same(a, b, ordered=True):
+    """Deep equality that also checks types (True is not 1), key order, NaN and -0.0."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        if (list(a) != list(b)) if ordered else (set(a) != set(b)):
+            return False
+        return all(same(a[k], b[k], ordered) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y, ordered) for x, y in zip(a, b))
+    if isinstance(a, float):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b) and math.copysign(1, a) == math.copysign(1, b)
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    if isinstance(a, (datetime, time)):
+        return a == b and a.utcoffset() == b.utcoffset() and (a.tzinfo is None) == (b.tzinfo is None)
+    return a == b
+
+
+def assert_agrees(text):
+    """Both accept `text` with identical results, or both reject it at the same line and column."""
+    expected, got = reference(text), outcome(_fallback_loads, text)
+    if expected[0] == "ok" and got[0] == "ok":
+        assert same(expected[1], got[1]), (text, expected, got)
+    else:
+        assert expected == got, text
+
+
+# ---- the corpus -------------------------------------------------------------
+
+@needs_tomllib
+@pytest.mark.parametrize("path", VALID_FILES, ids=lambda p: p.name)
+def test_corpus_file_parses_like_tomllib(path):
+    text = read_text(path)
+    expected = tomllib.loads(text)
+    assert same(expected, _fallback_loads(text))
+
+
+@pytest.mark.parametrize("path", INVALID_FILES, ids=lambda p: p.name)
+def test_invalid_corpus_file_is_rejected_where_tomllib_rejects_it(path):
+    with pytest.raises(TomlDecodeError) as info:
+        _fallback_loads(read_text(path))
+    assert (info.value.lineno, info.value.colno) == INVALID_AT[path.name[:3]]
+    if tomllib is not None:
+        assert_agrees(read_text(path))
+
+
+def test_corpus_is_there():
+    assert len(VALID_FILES) >= 100 and len(INVALID_FILES) == 3, CORPUS
+
+
+def test_every_corpus_file_parses_with_the_fallback():
+    # Runs on every Python, 3.8 included (the exact comparison with tomllib is above).
+    docs = {path.name[:3]: _fallback_loads(read_text(path)) for path in VALID_FILES}
+    assert docs["088"] == {}  # the empty file
+    assert docs["110"]["build"]["bin"] == "tmp\\sudjoo.exe"  # CRLF file, escaped backslash
+    assert docs["069"]["build"]["windows"]["entrypoint"] == ["tmp\\graft.exe", "dev", "notify"]
+    assert docs["026"]["build"]["cmd"].startswith("CGO_ENABLED=0 go build -gcflags=all=\"-N -l\" -ldflags")
+
+
+# ---- hand-written cases -------------------------------------------------------
+
+UTC = timezone.utc
+VALID = [
+    # tables, arrays of tables, dotted keys and headers
+    ("root = 1\n[build]\ncmd = 'go'\n[build.windows]\nbin = 'x'",
+     {"root": 1, "build": {"cmd": "go", "windows": {"bin": "x"}}}),
+    ("[ a . b ]\n[a]\nc = 1", {"a": {"b": {}, "c": 1}}),
+    ("[a.b.c]\n[a]\nb.x = 1", {"a": {"b": {"c": {}, "x": 1}}}),
+    ("[a]\nb.c = 1\n[a.b.d]", {"a": {"b": {"c": 1, "d": {}}}}),
+    ("a.b.c = 1\na.b.d = 2\na.e = 3", {"a": {"b": {"c": 1, "d": 2}, "e": 3}}),
+    ("[[r]]\nx = 1\n[r.s]\ny = 1\n[[r]]\n[r.s]\ny = 2\n[[r.t]]\n[[r.t]]",
+     {"r": [{"x": 1, "s": {"y": 1}}, {"s": {"y": 2}, "t": [{}, {}]}]}),
+    ("[[build.rules]]\nname = 'a'\n[[build.rules]]\nname = 'b'",
+     {"build": {"rules": [{"name": "a"}, {"name": "b"}]}}),
+    # bare and quoted keys
+    ('"" = 1\n\'lit key\' = 2\n"a.b" = 3\n1234 = 4\n-_ = 5\ntrue = 6\n"\\u00e9" = 7',
+     {"": 1, "lit key": 2, "a.b": 3, "1234": 4, "-_": 5, "true": 6, "\u00e9": 7}),
+    ("a . 'b.c' . \"d\" = 1", {"a": {"b.c": {"d": 1}}}),
+    # strings
+    (r'a = "\b\t\n\f\r\"\\ \u00e9 \U0001F600"', {"a": "\b\t\n\f\r\"\\ \u00e9 \U0001F600"}),
+    (r"bin = 'tmp\main.exe'", {"bin": "tmp\\main.exe"}),
+    ('a = "tab\there"', {"a": "tab\there"}),
+    ('a = """\nfirst\n  second"""', {"a": "first\n  second"}),
+    ('a = """one \\\n     two \\   \n\n   three"""', {"a": "one two three"}),
+    ('a = """say ""hi"" """', {"a": 'say ""hi"" '}),
+    ('a = """x""""', {"a": 'x"'}), ('a = """x"""""', {"a": 'x""'}),
+    ("a = '''\nC:\\dir\\\n'quoted' '''", {"a": "C:\\dir\\\n'quoted' "}),
+    ("a = '''x''''", {"a": "x'"}), ("a = ''''''''", {"a": "''"}),
+    ('a = ""\nb = \'\'', {"a": "", "b": ""}),
+    # integers
+    ("a = +99\nb = -17\nc = 1_000\nd = 0\ne = -0\nf = +0",
+     {"a": 99, "b": -17, "c": 1000, "d": 0, "e": 0, "f": 0}),
+    ("h = 0xDEAD_beef\no = 0o755\nb = 0b1101\nz = 0x00", {"h": 0xDEADBEEF, "o": 0o755, "b": 13, "z": 0}),
+    ("big = 123456789012345678901234567890", {"big": 123456789012345678901234567890}),
+    # floats
+    ("a = 3.14\nb = -0.01\nc = 5e+22\nd = 1e06\ne = -2E-2\nf = 224_617.445_991\ng = -0.0\nh = 1e400",
+     {"a": 3.14, "b": -0.01, "c": 5e22, "d": 1e6, "e": -0.02, "f": 224617.445991, "g": -0.0, "h": math.inf}),
+    ("a = inf\nb = +inf\nc = -inf\nd = nan\ne = +nan\nf = -nan",
+     {"a": math.inf, "b": math.inf, "c": -math.inf, "d": math.nan, "e": math.nan, "f": -math.nan}),
+    # booleans, arrays, inline tables
+    ("a = true\nb = false", {"a": True, "b": False}),
+    ("a = [\n  'go', # comment\n  # another\n  \"tpl\",\n]\n"
+     "b = []\nc = [ [1, 2], ['x'], [] ]\nd = [1, 'two', 3.0]",
+     {"a": ["go", "tpl"], "b": [], "c": [[1, 2], ["x"], []], "d": [1, "two", 3.0]}),
+    ("a = { x = 1, y.z = 2, y.w = { } }\nb = {}\nc = [{ n = 1 }, {n=2}]",
+     {"a": {"x": 1, "y": {"z": 2, "w": {}}}, "b": {}, "c": [{"n": 1}, {"n": 2}]}),
+    # comments, blank lines, CRLF, indentation, odd spacing
+    ("# top\r\n\r\n[build] # t\r\n\tcmd=\"go\"\r\n  delay =1000 # ms\r\n",
+     {"build": {"cmd": "go", "delay": 1000}}),
+    ('a = """x\r\ny"""\r\n', {"a": "x\ny"}),
+    ("#:schema x\n", {}), ("", {}), (" \t\n\n", {}), ("a = 1 #", {"a": 1}),
+    # dates and times
+    ("a = 1979-05-27T07:32:00Z\nb = 1979-05-27t00:32:00-07:00\nc = 1979-05-27 07:32:00.5\nd = 1979-05-27\n"
+     "e = 07:32:00\nf = 00:32:00.1234567\ng = 1979-05-27T00:32:00.999999+07:30\nh = 2000-02-29T00:00:00z",
+     {"a": datetime(1979, 5, 27, 7, 32, tzinfo=UTC),
+      "b": datetime(1979, 5, 27, 0, 32, tzinfo=timezone(timedelta(hours=-7))),
+      "c": datetime(1979, 5, 27, 7, 32, 0, 500000), "d": date(1979, 5, 27), "e": time(7, 32),
+      "f": time(0, 32, 0, 123456),
+      "g": datetime(1979, 5, 27, 0, 32, 0, 999999, tzinfo=timezone(timedelta(hours=7, minutes=30))),
+      "h": datetime(2000, 2, 29, tzinfo=UTC)}),
+]
+
+# (text, (line, column)): tomllib's position for each (checked differentially on 3.11+).
+INVALID = [
+    ("a = 1\na = 2", (2, 6)), ("[a]\n[a]", (2, 3)), ("[a]\nb = 1\n[a.b]", (3, 5)),
+    ("a = {}\n[a]", (2, 3)), ("a = {b=1}\na.c = 2", (2, 8)), ("a = [1]\n[[a]]", (2, 4)),
+    ("[a.b]\nx = 1\n[a]\nb.c = 1", (4, 8)), ("a.b = 1\n[a]", (2, 3)), ("[[a]]\n[a]", (2, 3)),
+    ("[a]\n[[a]]", (2, 4)), ("a = [{}]\n[a.b]", (2, 5)), ("[a]\nb.c = 1\n[a.b]", (3, 5)),
+    ("a = 1\n[a.b]", (2, 5)), ("a.b = 1\na.b.c = 2", (2, 10)), ("a = {b = {}, b.c = 1}", (1, 21)),
+    ("a = {b.c = 1, b = 3}", (1, 20)), ("a = {b = 1, b = 2}", (1, 18)),
+    # strings and escapes
+    ('bin = "tmp\\main.exe"', (1, 13)), ('a = "\\x41"', (1, 8)), ('a = "\\u12"', (1, 8)),
+    ('a = "\\uD800"', (1, 12)), ('a = "\\U00110000"', (1, 16)), ('a = "\\', (1, 7)),
+    ('a = "x\ny"', (1, 7)), ('a = """x\\  y"""', (1, 12)), ("a = 'open", (1, 10)), ('a = "open', (1, 10)),
+    ('a = """x', (1, 9)), ("a = '''x", (1, 9)), ('"""a""" = 1', (1, 3)), ('a = "x" "y"', (1, 9)),
+    ("a = '''x''''''", (1, 14)), ('a = """x""""""', (1, 14)), ('a = "\\ "', (1, 8)),
+    # control characters
+    ('a = "x\x01"', (1, 7)), ("a = 1 # \x7f", (1, 9)), ("a = 1\rb = 2", (1, 6)), ("a = 'x\x00'", (1, 7)),
+    ("a = '''\x0c'''", (1, 8)), ("# \x00\na = 1", (1, 3)), ("\ufeffa = 1", (1, 1)),
+    # arrays and inline tables
+    ("a = [1, 2", (1, 10)), ('a = ["go", "tmp" "tmpl"]', (1, 18)), ("a = [1,,2]", (1, 8)),
+    ("a = [,]", (1, 6)), ("a = [1\n2]", (2, 1)), ("a = {b = 1", (1, 11)), ("a = {b = 1,}", (1, 12)),
+    ("a = {b = 1,\nc = 2}", (1, 12)),
+    ("a = {\n}", (1, 6)),
+    # numbers, booleans, dates
+    ("a = 012", (1, 6)), ("a = 00", (1, 6)), ("a = -01", (1, 7)), ("a = 1__2", (1, 6)), ("a = _1", (1, 5)),
+    ("a = 1_", (1, 6)), ("a = 0x", (1, 6)), ("a = +0x1", (1, 7)), ("a = 0X1", (1, 6)), ("a = 1.", (1, 6)),
+    ("a = .5", (1, 5)), ("a = 1e", (1, 6)), ("a = 1.e5", (1, 6)), ("a = inf1", (1, 8)),
+    ("a = -infinity", (1, 9)),
+    ("a = NaN", (1, 5)), ("a = tru", (1, 5)), ("a = True", (1, 5)), ("a = 2023-02-30", (1, 5)),
+    ("a = 0000-01-01", (1, 5)), ("a = 1979-05-27T07:32", (1, 15)), ("a = 24:00:00", (1, 7)),
+    ("a = 1979-05-27T07:32:00+24:00", (1, 24)), ("a = 1979-05-27T07:32:60", (1, 15)),
+    # statements and headers
+    ("a = 1 b = 2", (1, 7)), ("a = ", (1, 5)), ("a =\nb = 1", (1, 4)), ("= 1", (1, 1)), ("a", (1, 2)),
+    ("[a", (1, 3)), ("[[a]", (1, 4)), ("[]", (1, 2)), ("a. = 1", (1, 4)), ("[a]]", (1, 4)), ("[a b]", (1, 4)),
+    ("[ [a]]", (1, 3)), ("a = 1\n\n[table]\nkey = \"value\" junk", (4, 15)), ("a = [1,\n", (1, 8)),
+]
+
+
+@pytest.mark.parametrize("text, expected", VALID, ids=[t[:30] for t, _ in VALID])
+def test_valid(text, expected):
+    assert same(_fallback_loads(text), expected, ordered=False)
+    if tomllib is not None:
+        assert_agrees(text)
+
+
+@pytest.mark.parametrize("text, where", INVALID, ids=[t[:30] for t, _ in INVALID])
+def test_invalid(text, where):
+    with pytest.raises(TomlDecodeError) as info:
+        _fallback_loads(text)
+    assert (info.value.lineno, info.value.colno) == where
+    assert str(info.value) == "%s (at line %d, column %d)" % ((info.value.msg,) + where)
+    if tomllib is not None:
+        assert_agrees(text)
+
+
+def test_messages_say_what_is_wrong():
+    cases = {
+        'bin = "tmp\\main.exe"': "invalid escape '\\m'",
+        "a = 1\na = 2": "duplicate key a",
+        "[build]\n[build]": "cannot open [build]",
+        "a = [1, 2": "expected ',' or ']'",
+        'a = "x': "unterminated string",
+        "a = {b = 1}\na.c = 2": "a is an inline table",
+    }
+    for text, part in cases.items():
+        with pytest.raises(TomlDecodeError, match=re.escape(part)):
+            _fallback_loads(text)
+
+
+def test_loads_uses_the_fallback_when_forced(monkeypatch):
+    monkeypatch.setattr(tomlread, "_FORCE_FALLBACK", True)
+    assert tomlread.loads("[build]\ncmd = 'go'\n") == {"build": {"cmd": "go"}}
+    with pytest.raises(TomlDecodeError, match="invalid escape") as info:
+        tomlread.loads('bin = "tmp\\main.exe"')
+    assert (info.value.lineno, info.value.colno) == (1, 13)
+
+
+def test_loads_works_on_this_python():
+    # tomllib on 3.11+, the fallback below; the same answer either way.
+    assert tomlread.loads("a = [1, 2] # c\n") == {"a": [1, 2]}
+    with pytest.raises(TomlDecodeError) as info:
+        tomlread.loads("a = 1\n[a]\n")
+    assert (info.value.lineno, info.value.colno) == (2, 3)
+
+
+def test_rejects_bytes_like_tomllib():
+    with pytest.raises(TypeError):
+        _fallback_loads(b"a = 1")
+
+
+def test_an_integer_too_long_for_int_is_a_decode_error():
+    # CPython limits int() to 4300 digits; tomllib lets that ValueError through, loads() must not.
+    text = "a = " + "1" * 5000
+    with pytest.raises(TomlDecodeError) as info:
+        _fallback_loads(text)
+    assert (info.value.lineno, info.value.colno) == (1, 5)
+    with pytest.raises(TomlDecodeError):
+        tomlread.loads(text)
+
+
+# ---- property-based: generated documents ------------------------------------------
+
+BARE = re.compile(r"[A-Za-z0-9_-]+\Z")
+CTRL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")        # not allowed raw in one-line strings
+CTRL_ML = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\r]")   # nor (CR too: CRLF would be folded) in '''...'''
+SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+COMMENT_CHARS = "abc xyz#=[]{}\"'\\.,\t\u00e9\u2028\U0001F600"
+TRICKY = "\"'\\\n\r\t \x00\x01\x1f\x7f#=[]{}.,ab\u00e9\u2028\U0001F600"
+
+texts = st.text(max_size=12) | st.text(st.sampled_from(TRICKY), max_size=12)
+keys = st.sampled_from(["a", "b", "build", "x-y", "1", "_", "true"]) | texts
+offsets = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
+scalars = st.one_of(
+    st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.floats(), texts,
+    st.datetimes(min_value=datetime(1, 1, 1), timezones=st.none() | st.just(UTC) | offsets),
+    st.dates(), st.times())
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
+    max_leaves=8)
+documents_data = st.dictionaries(
+    keys, values | st.lists(st.dictionaries(keys, values, max_size=3), min_size=1, max_size=2), max_size=5)
+
+
+class TomlWriter:
+    """Writes Python data as TOML text, choosing styles at random (the point is variety):
+    [tables] or dotted keys or inline tables, [[arrays of tables]], four string kinds with
+    escapes and line continuations, integer bases, float spellings, comments, blanks, CRLF."""
+
+    def __init__(self, rnd):
+        self.rnd = rnd
+
+    def chance(self, p):
+        return self.rnd.random() < p
+
+    def ws(self):
+        return self.rnd.choice(["", " ", " ", "  ", "\t"])
+
+    def comment(self):
+        return "#" + "".join(self.rnd.choice(COMMENT_CHARS) for _ in range(self.rnd.randrange(6)))
+
+    def gap(self):
+        """Whatever may separate array items: blanks, newlines, comments."""
+        return self.rnd.choice([self.ws(), self.ws() + "\n" + self.ws(),
+                                self.ws() + self.comment() + "\n" + self.ws()])
+
+    def document(self, data):
+        lines = []
+        self.section(data, [], None, lines)
+        text = "\n".join(lines) + ("\n" if self.chance(0.5) else "")
+        mode = self.rnd.choice(["lf", "lf", "crlf", "mixed"])
+        if mode == "crlf":
+            return text.replace("\n", "\r\n")
+        if mode == "mixed":
+            return "".join(c + "\r\n" if self.chance(0.5) else c + "\n" for c in text.split("\n")[:-1]) \
+                + text.split("\n")[-1]
+        return text
+
+    def section(self, table, path, header, lines, force=False):
+        body, subs = [], []
+        for k, v in table.items():
+            if isinstance(v, dict) and self.chance(0.4):
+                subs.append((k, v, False))
+            elif isinstance(v, dict) and v and self.chance(0.5):
+                body.extend(self.dotted([k], v))
+            elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v) and self.chance(0.6):
+                subs.append((k, v, True))
+            else:
+                body.append(self.key([k]) + self.ws() + "=" + self.ws() + self.value(v))
+        if header is not None and (force or body or not subs or self.chance(0.5)):
+            lines.append(self.ws() + header + self.end_of_line())
+        for statement in body:
+            if self.chance(0.1):
+                lines.append(self.rnd.choice(["", self.ws(), self.ws() + self.comment()]))
+            lines.append(self.ws() + statement + self.end_of_line())
+        for k, v, many in subs:
+            name = self.ws() + self.key(path + [k]) + self.ws()
+            if many:
+                for item in v:
+                    self.section(item, path + [k], "[[%s]]" % name, lines, force=True)
+            else:
+                self.section(v, path + [k], "[%s]" % name, lines)
+
+    def end_of_line(self):
+        return self.ws() + self.comment() if self.chance(0.2) else self.ws()
+
+    def dotted(self, path, table):
+        """`a.b.c = v` statements for a non-empty table (its sub-tables dotted or inline)."""
+        out = []
+        for k, v in table.items():
+            if isinstance(v, dict) and v and self.chance(0.6):
+                out.extend(self.dotted(path + [k], v))
+            else:
+                out.append(self.key(path + [k]) + self.ws() + "=" + self.ws() + self.value(v))
+        return out
+
+    def key(self, path):
+        return (self.ws() + "." + self.ws()).join(self.key_part(k) for k in path)
+
+    def key_part(self, k):
+        if BARE.match(k) and self.chance(0.8):
+            return k
+        if "'" not in k and not CTRL.search(k) and self.chance(0.4):
+            return "'%s'" % k
+        return '"%s"' % self.escaped(k, multiline=False)
+
+    def value(self, v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int):
+            return self.integer(v)
+        if isinstance(v, float):
+            return self.float(v)
+        if isinstance(v, str):
+            return self.string(v)
+        if isinstance(v, (datetime, date, time)):
+            return self.datetime(v)
+        if isinstance(v, list):
+            if not v:
+                return "[" + self.gap() + "]"
+            items = [self.gap() + self.value(x) + self.gap() for x in v]
+            return "[" + ",".join(items) + ("," + self.gap() if self.chance(0.3) else "") + "]"
+        pairs = []
+        for k, x in v.items():
+            if isinstance(x, dict) and x and self.chance(0.4):
+                pairs.extend(self.dotted([k], x))
+            else:
+                pairs.append(self.key([k]) + self.ws() + "=" + self.ws() + self.value(x))
+        return "{" + self.ws() + (self.ws() + "," + self.ws()).join(pairs) + self.ws() + "}"
+
+    def digits(self, text):
+        """Single underscores between some digits of every digit run."""
+        def spread(m):
+            return "".join(d + ("_" if self.chance(0.15) else "") for d in m.group()[:-1]) + m.group()[-1]
+        return re.sub(r"[0-9A-Fa-f]+", spread, text) if self.chance(0.3) else text
+
+    def integer(self, n):
+        base = self.rnd.choice(["dec", "dec", "x", "o", "b"]) if n >= 0 else "dec"
+        if base == "dec":
+            return ("+" if n >= 0 and self.chance(0.2) else "") + self.digits(str(n))
+        body = "0" * self.rnd.randrange(3) + format(n, base)
+        body = "".join(c.upper() if self.chance(0.5) else c for c in body)
+        return "0" + base + self.digits(body)
+
+    def float(self, f):
+        if math.isnan(f):
+            return "-nan" if math.copysign(1, f) < 0 else self.rnd.choice(["nan", "+nan"])
+        if math.isinf(f):
+            return "-inf" if f < 0 else self.rnd.choice(["inf", "+inf"])
+        text = self.rnd.choice([repr(f), "%.17e" % f, ("%.17e" % f).upper()])
+        text = re.sub(r"[0-9]+", lambda m: self.digits(m.group()), text)
+        return ("+" if f >= 0 and math.copysign(1, f) > 0 and self.chance(0.2) else "") + text
+
+    def string(self, s):
+        kinds = ["basic", "ml_basic"]
+        if "'" not in s and not CTRL.search(s):
+            kinds.append("literal")
+        if "'''" not in s and not CTRL_ML.search(s):
+            kinds.append("ml_literal")
+        kind = self.rnd.choice(kinds)
+        if kind == "literal":
+            return "'%s'" % s
+        if kind == "ml_literal":
+            return "'''" + ("\n" if s.startswith("\n") or self.chance(0.3) else "") + s + "'''"
+        if kind == "basic":
+            return '"%s"' % self.escaped(s, multiline=False)
+        body = self.escaped(s, multiline=True)
+        return '"""' + ("\n" if body.startswith("\n") or self.chance(0.3) else "") + body + '"""'
+
+    def escaped(self, s, multiline):
+        out, raw_quote_before = [], False
+        for c in s:
+            code = ord(c)
+            if c == '"':
+                # Two raw quotes in a row could end a multi-line string early.
+                piece = '"' if multiline and not raw_quote_before and self.chance(0.6) else '\\"'
+            elif c == "\\":
+                piece = "\\\\"
+            elif c == "\n" and multiline and self.chance(0.8):
+                piece = "\n"
+            elif c == "\t" and self.chance(0.7):
+                piece = "\t"
+            elif code < 0x20 or code == 0x7F:
+                piece = SHORT_ESCAPES[c] if c in SHORT_ESCAPES and self.chance(0.7) else "\\u%04x" % code
+            elif self.chance(0.1):
+                piece = "\\u%04X" % code if code <= 0xFFFF and self.chance(0.5) else "\\U%08x" % code
+            else:
+                piece = c
+            raw_quote_before = piece == '"'
+            if multiline and piece[0] not in " \t\n" and self.chance(0.08):
+                # Line-ending backslash: it eats the newline and the blanks up to `piece`.
+                piece = "\\" + self.ws() + "\n" + self.rnd.choice(["", "\n", " \n\t"]) + self.ws() + piece
+            out.append(piece)
+        return "".join(out)
+
+    def datetime(self, v):
+        if isinstance(v, datetime):
+            text = self.datetime(v.date()) + self.rnd.choice("Tt ") + self.datetime(v.time())
+        elif isinstance(v, date):
+            return "%04d-%02d-%02d" % (v.year, v.month, v.day)
+        else:
+            text = "%02d:%02d:%02d" % (v.hour, v.minute, v.second)
+            if v.microsecond or self.chance(0.2):
+                frac = "%06d" % v.microsecond
+                if self.chance(0.2):
+                    frac += "987"  # digits past microseconds are dropped
+                elif self.chance(0.5):
+                    frac = frac.rstrip("0") or "0"
+                text += "." + frac
+        offset = v.utcoffset()
+        if offset is None:
+            return text
+        if not offset:
+            return text + self.rnd.choice(["Z", "z", "+00:00", "-00:00"])
+        minutes = int(offset.total_seconds()) // 60
+        return text + "%s%02d:%02d" % ("-" if minutes < 0 else "+", abs(minutes) // 60, abs(minutes) % 60)
+
+
+@st.composite
+def documents(draw):
+    data = draw(documents_data)
+    # A seeded Random, not st.randoms(): hundreds of style choices per document are
+    # far cheaper this way, and a failure still shows the data and the exact text.
+    return data, TomlWriter(random.Random(draw(st.integers(0, 2 ** 32)))).document(data)
+
+
+@PROPERTY
+@given(documents())
+def test_generated_documents_round_trip(doc):
+    data, text = doc
+    assert same(_fallback_loads(text), data, ordered=False), text
+
+
+@needs_tomllib
+@PROPERTY
+@given(documents())
+def test_generated_documents_parse_like_tomllib(doc):
+    assert_agrees(doc[1])
+
+
+MUTATION_CHARS = "[]{}=,.\"'#\\\n\r\t _-+:0123456789xobeEtrufalsinZz\x00\x1f\x7f\u00e9"
+# Pieces of TOML syntax too, so that mutations and garbage also make longer tokens.
+TOKENS = st.sampled_from(list(MUTATION_CHARS)) | st.sampled_from(
+    ['"""', "'''", '""', "''", "\\u", "\\U", "[[", "]]", "0x", "0o", "0b", "1e", "inf", "nan", "true",
+     "2024-02-29", "T12:00:00", "12:00:00", ".5", "+01:00", "a.b", " = ", "\\\n", "\r\n", "# \x7f", "{ }"])
+
+
+@st.composite
+def mutated_documents(draw):
+    text = draw(documents())[1]
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(text)))
+        op = draw(st.sampled_from(
+            ["insert", "delete", "replace", "truncate", "dup_line", "drop_line", "swap_lines"]))
+        if op in ("insert", "replace"):
+            c = draw(TOKENS)
+            text = text[:i] + c + text[i + (op == "replace"):]
+        elif op == "delete":
+            text = text[:i] + text[i + 1:]
+        elif op == "truncate":
+            text = text[:i]
+        else:
+            lines = text.split("\n")
+            j = draw(st.integers(0, len(lines) - 1))
+            k = draw(st.integers(0, len(lines) - 1))
+            if op == "dup_line":
+                lines.insert(k, lines[j])
+            elif op == "drop_line":
+                del lines[j]
+            else:
+                lines[j], lines[k] = lines[k], lines[j]
+            text = "\n".join(lines)
+    return text
+
+
+@needs_tomllib
+@PROPERTY
+@given(mutated_documents())
+def test_mutated_documents_are_rejected_exactly_when_tomllib_rejects(text):
+    assert_agrees(text)
+
+
+@needs_tomllib
+@PROPERTY
+@given(st.tuples(st.sampled_from(["", "a = ", "a = [", "[a]\nb = {"]),
+                 st.lists(TOKENS, max_size=25).map("".join)).map("".join))
+def test_garbage_is_rejected_exactly_when_tomllib_rejects(text):
+    assert_agrees(text)
+
+
+# Short documents over a few keys: they hit the table rules (redefinition,
+# dotted keys versus headers, arrays of tables, inline tables) much more often.
+table_keys = st.sampled_from(["a", "b", "a.b", "b.c", "a.b.c", "a . 'b'", '"a".c', "a.b.c.d"])
+statements = st.one_of(
+    table_keys.map("[{}]".format), table_keys.map("[[{}]]".format),
+    st.tuples(table_keys,
+              st.sampled_from(["1", "{}", "{ x = 1 }", "{ x.y = 1, x.z = 2 }", "[]", "[{}]", "[[1]]"]))
+    .map(" = ".join))
+
+
+@needs_tomllib
+@settings(PROPERTY, max_examples=500)
+@given(st.lists(statements, max_size=8).map("\n".join))
+def test_table_rules_match_tomllib(text):
+    assert_agrees(text)
+
