@@ -11,6 +11,12 @@ import re
 import zlib
 
 SCRIPT_TAG = b'<script src="/__air_internal/livereload.js"></script>'
+
+
+def script_tag(generation):
+    """The tag for a page served while app start number `generation` was current:
+    the client compares it with the server's number to notice a missed reload."""
+    return b'<script src="/__air_internal/livereload.js" data-air-gen="%d"></script>' % generation
 DECODABLE = frozenset(("identity", "gzip", "x-gzip", "deflate"))
 
 

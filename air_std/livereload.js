@@ -7,6 +7,10 @@
  *   worker fails) the page opens its own EventSource.
  * - in the SharedWorker: one EventSource to /__air_internal/sse, its events
  *   forwarded to every connected tab.
+ * "hello" (first on every stream) carries the server's app start number: a page
+ * served before a restart whose reload it missed (the reload went out before
+ * this page's stream connected) reloads then. Its own number comes from the
+ * data-air-gen attribute the proxy puts on this script's tag.
  * "reload" reloads the page; "build-failed" shows an overlay with the command,
  * output and error, built from text nodes only (build output is untrusted text:
  * it must never be parsed as HTML).
@@ -39,7 +43,7 @@
         setTimeout(open, delay);
         delay = Math.min(delay * 2, 10000);
       };
-      ["reload", "build-failed"].forEach(function (type) {
+      ["hello", "reload", "build-failed"].forEach(function (type) {
         source.addEventListener(type, function (e) { onMessage(type, e.data); });
       });
     }
@@ -50,6 +54,7 @@
   if (typeof window === "undefined") {
     var ports = [];
     var lastFailure = null; // shown to tabs that open after a failed build
+    var lastHello = null; // the server's app start number, for tabs that join later
     var state = "connecting";
     var broadcast = function (msg) {
       ports.forEach(function (port) { port.postMessage(msg); });
@@ -64,13 +69,20 @@
       };
       port.start();
       port.postMessage({type: "state", data: state});
+      if (lastHello) {
+        port.postMessage(lastHello);
+      }
       if (lastFailure) {
         port.postMessage(lastFailure);
       }
     };
     connect(function (type, data) {
       var msg = {type: type, data: data};
-      lastFailure = type === "build-failed" ? msg : null;
+      if (type === "hello") {
+        lastHello = msg;
+      } else {
+        lastFailure = type === "build-failed" ? msg : null;
+      }
       broadcast(msg);
     }, function (now) {
       state = now;
@@ -83,7 +95,28 @@
   if (window.__airStd) {
     return; // injected twice (the page included the script itself too)
   }
-  var status = window.__airStd = {mode: "", state: "connecting", events: []};
+  var status = window.__airStd = {mode: "", state: "connecting", events: [], gen: null};
+  var tag = document.currentScript;
+  var ownGen = tag ? parseInt(tag.getAttribute("data-air-gen"), 10) : NaN;
+  status.gen = isNaN(ownGen) ? null : ownGen; // null: included by hand, no number
+  var reloading = false;
+
+  function genOf(data) {
+    try {
+      var gen = JSON.parse(data).gen;
+      return typeof gen === "number" ? gen : null;
+    } catch (err) {
+      return null;
+    }
+  }
+
+  function reload() {
+    if (!reloading) {
+      reloading = true;
+      removeOverlay();
+      location.reload();
+    }
+  }
 
   function setState(state) {
     status.state = state;
@@ -136,13 +169,24 @@
       setState(data);
       return;
     }
+    if (type === "hello") {
+      var serverGen = genOf(data);
+      if (status.gen !== null && serverGen !== null && serverGen > status.gen) {
+        status.events.push("missed-reload");
+        reload();
+      }
+      return;
+    }
     status.events.push(type);
     try {
       window.dispatchEvent(new CustomEvent("air-std", {detail: {type: type, data: data}}));
     } catch (err) { /* very old browsers: no CustomEvent constructor */ }
     if (type === "reload") {
-      removeOverlay();
-      location.reload();
+      var gen = genOf(data);
+      // a page served by the new app already shows it: reloading again is only noise
+      if (status.gen === null || gen === null || gen > status.gen) {
+        reload();
+      }
     } else if (type === "build-failed") {
       var info;
       try {

@@ -46,7 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from air_std.broadcast import Event, RegistryClosed, Subscribers
 from air_std.errors import ProxyError
-from air_std.inject import DECODABLE, HTMLInjector, StreamDecoder
+from air_std.inject import DECODABLE, HTMLInjector, StreamDecoder, script_tag
 from air_std.messages import STOP
 
 log = logging.getLogger("air_std.proxy")
@@ -318,7 +318,10 @@ class ProxyHandler(BaseHTTPRequestHandler):
             self.log_request(200)
             if self.command == "HEAD":
                 return
-            first = b"retry: 1000\n\n"
+            # the current app start number first: a page served before a restart
+            # whose reload it missed (published before this stream connected) reloads now
+            first = b"retry: 1000\n\n" + format_sse(
+                Event("hello", json.dumps({"gen": self.proxy.generation})))
             failure = self.proxy.last_failure
             if failure is not None:  # a page opened after a failed build shows it too
                 first += format_sse(failure)
@@ -590,7 +593,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
 
     def _relay_html(self, resp, headers, encoding):
-        injector = HTMLInjector(resp.msg.get_content_charset())
+        injector = HTMLInjector(resp.msg.get_content_charset(), script_tag(self.proxy.generation))
         decoder = None if encoding == "identity" else StreamDecoder(encoding)
         if decoder:
             headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]
@@ -746,6 +749,9 @@ class LiveReloadProxy:
         self.subscribers = subscribers if subscribers is not None else Subscribers()
         self.stopping = threading.Event()
         self.last_failure = None  # the build-failed Event since the last app start
+        # app start number; written by the runner thread only, read by handlers
+        # (an int read or write is atomic in CPython)
+        self.generation = 0
         self._inbox = queue.Queue()
         self._server = None
         self._threads = []
@@ -810,6 +816,9 @@ class LiveReloadProxy:
     def app_started(self):
         """The new app process was spawned: reload browsers once it accepts."""
         self.last_failure = None
+        # counted at spawn, not at publish: a page served by the new app already
+        # carries the new number, so its stream's hello cannot make it reload again
+        self.generation += 1
         if not self.stopping.is_set():
             self._inbox.put("app-started")
 
@@ -858,7 +867,8 @@ class LiveReloadProxy:
                 else:
                     continue
                 deadline = None
-                n = self.subscribers.publish(Event("reload", json.dumps({"reason": reason})))
+                n = self.subscribers.publish(
+                    Event("reload", json.dumps({"reason": reason, "gen": self.generation})))
                 log.debug("reload sent to %d page(s)", n)
         except BaseException:
             self._crashed("air-proxy-notify")

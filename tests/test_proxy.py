@@ -29,9 +29,11 @@ from conftest import REPO, free_port, wait_until
 
 from air_std.broadcast import Subscribers
 from air_std.errors import ProxyError
-from air_std.inject import SCRIPT_TAG, HTMLInjector, inject_html
+from air_std.inject import SCRIPT_TAG, HTMLInjector, inject_html, script_tag
 from air_std.proxy import LiveReloadProxy
 
+# what the proxy injects into a page served before any app start
+TAG0 = script_tag(0)
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 PAGE = b"<!DOCTYPE html><html><head><title>t</title></head><body><p>hi</p></body></html>"
 BIG = 24 * 1024 * 1024
@@ -383,8 +385,8 @@ def test_injector_respects_wide_charsets():
 def test_html_gets_the_script_with_a_fixed_length(app, make_proxy, path, before):
     p = make_proxy(app.port)
     r, body = get(p.port, path)
-    assert body.count(SCRIPT_TAG) == 1
-    assert before + SCRIPT_TAG in body
+    assert body.count(TAG0) == 1
+    assert before + TAG0 in body
     assert int(r.getheader("Content-Length")) == len(body)
 
 
@@ -400,22 +402,22 @@ def test_compressed_html_is_decoded_and_injected(app, make_proxy, path):
     p = make_proxy(app.port)
     r, body = get(p.port, path, headers={"Accept-Encoding": "gzip, deflate, br"})
     assert r.getheader("Content-Encoding") is None
-    assert body == PAGE.replace(b"</body>", SCRIPT_TAG + b"</body>")
+    assert body == PAGE.replace(b"</body>", TAG0 + b"</body>")
 
 
 def test_charsets_are_respected(app, make_proxy):
     p = make_proxy(app.port)
     r, body = get(p.port, "/latin1")
-    assert body == b"<body>caf\xe9" + SCRIPT_TAG + b"</body>"
+    assert body == b"<body>caf\xe9" + TAG0 + b"</body>"
     assert r.getheader("Content-Type") == "text/html; charset=ISO-8859-1"
     _, body = get(p.port, "/utf16")
-    assert body.decode("utf-16") == "<body>\u20ac" + SCRIPT_TAG.decode() + "</body>"
+    assert body.decode("utf-16") == "<body>\u20ac" + TAG0.decode() + "</body>"
 
 
 def test_chunked_html_is_injected_across_chunk_boundaries(app, make_proxy):
     p = make_proxy(app.port)
     r, body = get(p.port, "/split")
-    assert body == b"<html><body>one" + SCRIPT_TAG + b"</body></html>"
+    assert body == b"<html><body>one" + TAG0 + b"</body></html>"
     assert r.getheader("Transfer-Encoding") == "chunked"
 
 
@@ -429,7 +431,7 @@ def test_streamed_html_flows_before_the_page_ends(app, make_proxy):
     assert first.startswith(b"<html><body>xxx")
     gate.set()
     rest = r.read()
-    assert (first + rest).endswith(SCRIPT_TAG + b"</body></html>")
+    assert (first + rest).endswith(TAG0 + b"</body></html>")
 
 
 def test_headers_are_copied_both_ways(app, make_proxy):
@@ -573,7 +575,7 @@ def test_requests_wait_for_an_app_that_is_starting(make_proxy):
     timer.start()
     try:
         r, body = get(p.port, "/page")  # sent before the app listens: retried until it does
-        assert r.status == 200 and SCRIPT_TAG in body
+        assert r.status == 200 and TAG0 in body
     finally:
         timer.join()
         for s in started:
@@ -641,13 +643,16 @@ def test_build_failed_payload_and_late_subscribers(app, make_proxy):
     # a page opened after the failure gets it at once; after a restart it does not
     late, head = sse_connect(p.port)
     data = read_until(late, b"\n\n", read_until(late, b"event: build-failed", head))
-    assert json.loads(sse_events(data.split(b"\r\n\r\n", 1)[1])[0][1])["error"] == "exit status 2"
+    events = dict(sse_events(data.split(b"\r\n\r\n", 1)[1]))
+    assert json.loads(events["build-failed"])["error"] == "exit status 2"
+    assert json.loads(events["hello"]) == {"gen": 0}
     p.app_started()
     read_until(s, b"event: reload")
     fresh, head = sse_connect(p.port)
+    data = read_until(fresh, b"\n\n", read_until(fresh, b"event: hello", head))
     fresh.settimeout(0.3)
     with pytest.raises(socket.timeout):
-        read_until(fresh, b"event:", head)
+        read_until(fresh, b"event: build-failed", data)
     for sock in (s, late, fresh):
         sock.close()
 
@@ -936,3 +941,22 @@ def test_livereload_worker_shares_one_stream(tmp_path):
     assert out["sourcesInWorker"] == 1
     reloads = sorted(i for i, kind in out["posted"] if kind == "reload")
     assert reloads == [0, 2]  # port 1 said bye
+
+
+def test_app_start_number_in_the_tag_the_hello_and_the_reload(app, make_proxy):
+    """A page knows which app start served it; a stream says the current one first,
+    so a page whose reload went out before its stream connected reloads then."""
+    p = make_proxy(app.port)
+    assert script_tag(0) in get(p.port, "/page")[1]
+    s, head = sse_connect(p.port)
+    data = read_until(s, b"\n\n", read_until(s, b"event: hello", head))
+    assert dict(sse_events(data.split(b"\r\n\r\n", 1)[1]))["hello"] == '{"gen": 0}'
+    p.app_started()
+    data = read_until(s, b"\n\n", read_until(s, b"event: reload", data))
+    assert json.loads(dict(sse_events(data[data.index(b"event: reload"):]))["reload"])["gen"] == 1
+    assert script_tag(1) in get(p.port, "/page")[1]
+    late, head = sse_connect(p.port)  # connected after the reload went out
+    data = read_until(late, b"\n\n", read_until(late, b"event: hello", head))
+    assert dict(sse_events(data.split(b"\r\n\r\n", 1)[1]))["hello"] == '{"gen": 1}'
+    s.close()
+    late.close()
