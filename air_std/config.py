@@ -32,6 +32,7 @@ _KIND_TEXT = {
     "entrypoint": "a string or an array of strings",
     "ms": "an integer (milliseconds)",
     "port": "a port number (0-65535)",
+    "watcher": '"poll" or "inotify"',
     "duration": "a duration like '500ms' or '2s'",
     "banner": "a string",
 }
@@ -65,6 +66,7 @@ _SCHEMA = {
         "log": ("str", "build-errors.log"),
         "poll": ("bool", False),
         "poll_interval": ("ms", 0),
+        "watcher": ("watcher", "poll"),   # air_std extension: "inotify" opts into native events
         "delay": ("ms", 1000),
         "stop_on_error": ("bool", False),
         "send_interrupt": ("bool", False),
@@ -138,6 +140,7 @@ class BuildConfig:
     log: str = "build-errors.log"
     poll: bool = False
     poll_interval: int = 0
+    watcher: str = "poll"
     delay: int = 1000
     stop_on_error: bool = False
     send_interrupt: bool = False
@@ -335,6 +338,9 @@ def _check(kind, value, label):
             return value
     elif kind == "bool":
         if isinstance(value, bool):
+            return value
+    elif kind == "watcher":
+        if value in ("poll", "inotify"):
             return value
     elif kind == "list":
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -573,7 +579,7 @@ def _from_string(kind, raw, label):
         return [item.strip() for item in raw.split(",") if item.strip()]
     if kind == "duration":
         return _check(kind, int(text) if _INT_TEXT.match(text) else text, label)
-    return raw
+    return _check(kind, raw, label)
 
 
 def override_kind(dotted):

@@ -158,7 +158,6 @@ class Engine:
                              app_args=self.app_args, on_crash=self.request_shutdown)
         if hasattr(self.watcher, "on_crash"):
             self.watcher.on_crash = self.request_shutdown
-        log.info("watching %s", cfg.root_path)
         self.watcher.start()
         self.runner.start()
 

@@ -581,3 +581,13 @@ def test_init_template_python(tmp_path, files, entry):
     assert any(p.search("views_test.py") for p in patterns)
     assert not any(p.search("pkg/latest_views.py") for p in patterns)
     assert cfg.build.send_interrupt and cfg.build.kill_delay_s == 1.0
+
+
+def test_watcher_backend_key(tmp_path):
+    """build.watcher is air_std's own key: "poll" (default) or "inotify"."""
+    assert load(tmp_path, "").build.watcher == "poll"
+    assert load(tmp_path, '[build]\nwatcher = "inotify"\n').build.watcher == "inotify"
+    with pytest.raises(ConfigError, match=r'build.watcher: expected "poll" or "inotify", got \'fsevents\''):
+        load(tmp_path, '[build]\nwatcher = "fsevents"\n')
+    with pytest.raises(ConfigError, match="build.watcher"):
+        load_config(cwd=str(tmp_path), overrides=[("build.watcher", "bad")])
