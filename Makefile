@@ -55,7 +55,8 @@ stress: venv
 	AIR_STRESS_RUNS=$(AIR_STRESS_RUNS) $(VENV)/bin/python -m pytest -q tests/test_proxy_shutdown.py tests/test_broadcast.py
 test-matrix:
 	@oldest=$$(ls -d $(PYENV_ROOT)/versions/3.8* 2>/dev/null | sort -V | tail -1); \
-	 $(MAKE) -s pyz PYTHON=$${oldest:+$$oldest/bin/python}$${oldest:-$(PYTHON)}; \
+	 builder=$${oldest:+$$oldest/bin/python}; \
+	 $(MAKE) -s pyz PYTHON=$${builder:-$(PYTHON)} || exit 1; \
 	 missing=""; failed=""; \
 	 for v in $(MATRIX_VERSIONS); do \
 	   dir=$$(ls -d $(PYENV_ROOT)/versions/$$v.* 2>/dev/null | sort -V | tail -1); \

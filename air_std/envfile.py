@@ -29,7 +29,7 @@ def _unquote(raw):
                 i += 1
         return "".join(out)
     # unquoted: an inline comment starts at " #"
-    return re.split(r"\s+#", raw, 1)[0].strip()
+    return re.split(r"\s+#", raw, maxsplit=1)[0].strip()
 
 
 def parse(text):

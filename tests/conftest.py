@@ -76,6 +76,19 @@ def procs_mentioning(marker):
 
 
 @pytest.fixture(autouse=True)
+def restore_air_std_logger():
+    """Tests that run cli.main() or log.setup() install a handler and turn off
+    propagation on the `air_std` logger; put it back so caplog sees records in
+    every later test, whatever the order."""
+    import logging
+    logger = logging.getLogger("air_std")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:] = saved[0]
+    logger.propagate, logger.level = saved[1], saved[2]
+
+
+@pytest.fixture(autouse=True)
 def no_leftover_processes(tmp_path):
     yield
     left = []
