@@ -10,6 +10,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,8 +20,16 @@ def timed(cmd, runs):
     samples = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=30)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # wait() with a timeout polls with sleeps of up to 50 ms, which would round
+        # every sample; a blocking wait plus a watchdog keeps both precision and a bound
+        watchdog = threading.Timer(30, proc.kill)
+        watchdog.start()
+        code = proc.wait()
+        watchdog.cancel()
         samples.append((time.perf_counter() - t0) * 1000)
+        if code != 0:
+            raise SystemExit("%s exited with %d" % (" ".join(cmd), code))
     return statistics.median(samples)
 
 
