@@ -21,6 +21,7 @@ import queue
 import select
 import shutil
 import signal
+import sys
 import threading
 import time
 
@@ -29,9 +30,14 @@ from air_std.errors import AirError
 
 log = logging.getLogger("air_std.main")
 
-SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+# SIGQUIT (Ctrl-\\) is what people press when Ctrl-C seems stuck: it forces at once,
+# instead of killing air_std by default and leaving the app (in its own session) alive.
+SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
 POST_CMD_TIMEOUT_S = 10.0
 JOIN_MARGIN_S = 3.0
+# A signal counts as "second" (force) only this long after the first: `npm run`,
+# yarn and a closing terminal deliver the same Ctrl-C or hang-up twice at once.
+SECOND_SIGNAL_AFTER_S = 0.5
 _CRASH = 0  # byte written by a crashed thread; signal numbers are never 0
 
 
@@ -49,8 +55,8 @@ class Engine:
         self.crashed = []
         self._wake_r = self._wake_w = None
         self._old_handlers = {}
-        self._made_tmp = False
-        self._made_files = []
+        self._made_tmp = None  # (st_dev, st_ino) of the tmp_dir air_std created
+        self._first_signal_at = None
         self.watcher = self.runner = self.proxy = None
 
     # --- signals through the self-pipe ---
@@ -105,7 +111,12 @@ class Engine:
         signals = [b for b in data if b != _CRASH]
         if not signals:
             return
-        if self.shutdown.is_set() or len(signals) > 1:
+        now = time.monotonic()
+        if self._first_signal_at is None:
+            self._first_signal_at = now
+        quit_sig = getattr(signal, "SIGQUIT", None)
+        second = self.shutdown.is_set() and now - self._first_signal_at >= SECOND_SIGNAL_AFTER_S
+        if second or quit_sig in signals:
             if not self.force.is_set():
                 log.warning("second signal: killing everything now")
             self.force.set()
@@ -127,7 +138,16 @@ class Engine:
             # also on AirError from _start (port in use...): nothing may be left running
             self.shutdown.set()
             self._stop_parts()
-        return 1 if self.crashed else 0
+        code = 1 if self.crashed else 0
+        lingering = [t.name for t in threading.enumerate()
+                     if t is not threading.current_thread() and t.is_alive() and t.name.startswith("air-")]
+        if lingering:
+            # a bug, reported by name; a non-daemon thread must not keep air_std alive after this
+            log.error("threads still running at exit: %s (a bug: please report it)", ", ".join(lingering))
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            os._exit(1)
+        return code
 
     def _start(self):
         from air_std.runner import Runner
@@ -140,7 +160,8 @@ class Engine:
         if not os.path.isdir(cfg.tmp_path):
             try:
                 os.makedirs(cfg.tmp_path)
-                self._made_tmp = True
+                st = os.lstat(cfg.tmp_path)
+                self._made_tmp = (st.st_dev, st.st_ino)
             except OSError as exc:
                 raise AirError("cannot create tmp_dir %s: %s" % (cfg.tmp_path, exc.strerror))
         listener = None
@@ -184,22 +205,32 @@ class Engine:
         return True
 
     def _stop_parts(self):
-        cfg = self.cfg
-        grace = max(cfg.build.kill_delay_s, 0.5)
-        if self.watcher is not None:
-            self.watcher.stop()
-            self._join(self.watcher, JOIN_MARGIN_S)
-        if self.runner is not None:
-            self.runner.stop()
-            self._join(self.runner, grace + JOIN_MARGIN_S)
-        self._run_post_cmd()
-        if self.proxy is not None:
-            self.proxy.stop()
-        self._clean_tmp()
-        left = process.kill_all_descendants()
-        if left:
-            log.error("%d processes could not be stopped", left)
-        self._restore_signals()
+        """Each step runs even if an earlier one failed: nothing may be left running."""
+        grace = max(self.cfg.build.kill_delay_s, 0.5)
+        try:
+            if self.watcher is not None:
+                self._step("stopping the watcher", self.watcher.stop)
+                self._join(self.watcher, JOIN_MARGIN_S)
+            if self.runner is not None:
+                self._step("stopping the runner", self.runner.stop)
+                # worst case: an app that exited on its own and the live one, each given the grace
+                self._join(self.runner, 2 * grace + JOIN_MARGIN_S)
+            self._step("post_cmd", self._run_post_cmd)
+            if self.proxy is not None:
+                self._step("stopping the proxy", self.proxy.stop)
+            self._step("cleaning tmp_dir", self._clean_tmp)
+        finally:
+            left = process.kill_all_descendants()
+            if left:
+                log.error("%d processes could not be stopped", left)
+            self._restore_signals()
+
+    def _step(self, what, func):
+        try:
+            func()
+        except Exception as exc:  # report and go on with the shutdown
+            log.error("%s failed: %s", what, exc)
+            log.debug("%s failed", what, exc_info=True)
 
     def _run_post_cmd(self):
         cfg = self.cfg
@@ -208,6 +239,8 @@ class Engine:
             return
         env = envfile.load(cfg.env_files, cfg.root_path)
         for command in commands:
+            if self.force.is_set():
+                break
             log.info("post_cmd: %s", command)
             proc = process.spawn(command, cwd=cfg.root_path, env=env, shell=True)
             deadline = time.monotonic() + POST_CMD_TIMEOUT_S
@@ -221,7 +254,8 @@ class Engine:
                 log.warning("post_cmd %r: %s", command, process.describe_exit(code))
 
     def _clean_tmp(self):
-        """clean_on_exit removes tmp_dir only if air_std created it, else only the build log."""
+        """clean_on_exit: remove tmp_dir only if air_std created it (and it is still that
+        directory, not a symlink put in its place), else only the files air_std wrote there."""
         cfg = self.cfg
         if not cfg.misc.clean_on_exit:
             return
@@ -231,10 +265,19 @@ class Engine:
             log.warning("not cleaning tmp_dir %s: it is not inside root %s", tmp, root)
             return
         if self._made_tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-            log.info("removed %s", tmp)
-        elif cfg.build.log:
             try:
-                os.remove(os.path.join(tmp, cfg.build.log))
+                st = os.lstat(cfg.tmp_path)
             except OSError:
-                pass
+                return
+            if (st.st_dev, st.st_ino) != self._made_tmp:
+                log.warning("not removing %s: it is no longer the directory air_std created", cfg.tmp_path)
+                return
+            shutil.rmtree(cfg.tmp_path, ignore_errors=True)  # the unresolved path: rmtree refuses symlinks
+            log.info("removed %s", cfg.tmp_path)
+            return
+        for path in self.runner.written_files if self.runner else ():
+            if os.path.realpath(path).startswith(tmp + os.sep):
+                try:
+                    os.remove(path)
+                except OSError:
+                    pass

@@ -40,7 +40,13 @@ def parse(text):
             continue
         m = _LINE.match(line)
         if m:
-            values[m.group(1)] = _unquote(m.group(2))
+            value = _unquote(m.group(2))
+            if "\0" in value:  # no environment can hold it; the app would not start
+                import logging
+                logging.getLogger("air_std.runner").warning(
+                    "env file: %s has a NUL byte in its value; skipped", m.group(1))
+                continue
+            values[m.group(1)] = value
     return values
 
 

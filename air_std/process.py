@@ -27,6 +27,10 @@ log = logging.getLogger("air_std.runner")
 # must never waitpid() them (it would steal their exit status).
 _tracked = set()
 _tracked_lock = threading.Lock()
+# Set in the app's environment (and so inherited by everything it starts), so that
+# orphans re-parented to air_std can be told apart: the app's (stopped with it)
+# from a build tool's daemons (left alone, as Air does).
+ROLE_VAR = "AIR_STD_ROLE"
 
 
 def make_subreaper():
@@ -37,7 +41,7 @@ def make_subreaper():
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(36, 1, 0, 0, 0) == 0  # 36 = PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):  # a Python built without _ctypes
         return False
 
 
@@ -95,6 +99,15 @@ def descendants(root_pid, table=None):
     return found
 
 
+def _app_tagged(pid):
+    """True if pid's environment says it descends from the app (see ROLE_VAR)."""
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return (b"\0" + f.read()).find(b"\0" + ROLE_VAR.encode() + b"=app\0") >= 0
+    except OSError:
+        return False
+
+
 def _alive(pid, table):
     entry = table.get(pid)
     return entry is not None and entry[2] not in ("Z", "X")
@@ -104,6 +117,14 @@ def reap_orphans():
     """Reap zombies re-parented to us (subreaper) that no Popen owns."""
     if IS_WINDOWS:
         return
+    try:
+        # cheap check first (no /proc scan): is any child of ours a zombie at all?
+        if os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            return
+    except ChildProcessError:
+        return
+    except (AttributeError, OSError):
+        pass  # no waitid here: scan
     me = os.getpid()
     with _tracked_lock:
         tracked = set(_tracked)
@@ -131,9 +152,11 @@ def _send(pgids, pids, sig):
 def _targets(pgid, known, adopt):
     """(groups, loose pids) still alive among the group and the known descendants.
 
-    adopt: also take orphans re-parented to air_std. Only right when stopping
-    the app: while a build runs, the app's own daemonized children are orphans
-    too, and a build sweep must not touch them.
+    adopt: also take orphans re-parented to air_std that carry the app's tag in
+    their environment (ROLE_VAR=app): the app's daemonized children, but not a
+    build tool's daemon (gradle, sccache...), which Air would leave alone too.
+    Only processes below air_std are ever signalled: after the leader is reaped
+    its pid (and so its group id) may belong to an unrelated process.
     """
     table = _proc_table()
     if not table:  # no /proc: trust the group signal alone
@@ -142,15 +165,16 @@ def _targets(pgid, known, adopt):
             return {pgid}, set()
         except (ProcessLookupError, PermissionError):
             return set(), set()
+    me = os.getpid()
+    mine = descendants(me, table)
     if adopt:
-        me = os.getpid()
         with _tracked_lock:
             tracked = set(_tracked)
         known |= {p for p, (ppid, _, st) in table.items()
-                  if ppid == me and p not in tracked and st != "Z"}
-    groups = {pgid} if any(e[1] == pgid and e[2] not in ("Z", "X") for e in table.values()) else set()
+                  if ppid == me and p not in tracked and st != "Z" and _app_tagged(p)}
+    groups = {pgid} if any(table[p][1] == pgid and _alive(p, table) for p in mine) else set()
     loose = set()
-    for pid in known:
+    for pid in known & mine:
         if _alive(pid, table):
             owner = table[pid][1]
             if owner == pid:  # a group leader of its own (setsid): take its group
@@ -219,6 +243,25 @@ def _finish(proc):
     _forget(proc)
     reap_orphans()
     return code
+
+
+def release(proc):
+    """Reap a finished process without touching anything it left running."""
+    code = proc.wait()
+    _forget(proc)
+    return code
+
+
+def group_alive(pgid):
+    """Is any live process below air_std still in group pgid?"""
+    table = _proc_table()
+    if not table:
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+    return any(table[p][1] == pgid and _alive(p, table) for p in descendants(os.getpid(), table))
 
 
 def kill_all_descendants():

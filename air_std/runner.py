@@ -64,6 +64,8 @@ class Runner:
         self.on_crash = on_crash
         self.app = None
         self._exited_app = None  # exited on its own; its group may linger until the next stop
+        self._strays = []  # build output pipes still held by something the build left running
+        self.written_files = []  # what air_std itself wrote (the build log), for clean_on_exit
         self._pending = []
         self._first_change = None
         self._last_change = None
@@ -102,21 +104,26 @@ class Runner:
                     self._first_change = self._last_change = None
                     self._build_and_run(batch)
                 self._check_app()
+                self._drain_strays()
                 process.reap_orphans()
         except BaseException:
             log.critical("runner crashed", exc_info=True)
             if self.on_crash:
                 self.on_crash("runner")
         finally:
-            self._stop_app()
+            try:
+                self._stop_app()
+            finally:
+                for f in self._strays:
+                    f.close()
 
     def _wait_for_work(self):
         timeout = 1.0
         now = time.monotonic()
         if self._pending:
             timeout = max(0.0, self._debounce_deadline() - now)
-        if self.app is not None:
-            timeout = min(timeout, self.tick_s)  # notice an app that exits on its own
+        if self.app is not None or self._strays:
+            timeout = min(timeout, self.tick_s)  # notice an app that exits; pass stray output on
         if self._rerun_at is not None:
             timeout = min(timeout, max(0.0, self._rerun_at - now))
         try:
@@ -168,6 +175,8 @@ class Runner:
             if self.app is not None:
                 log.info("keeping the previous app running (build.stop_on_error)")
             return
+        if self.shutdown.is_set():  # the build ended just as air_std was asked to stop
+            return
         self._stop_app()
         self._start_app()
 
@@ -192,6 +201,7 @@ class Runner:
         log.info("building...")
         started = time.monotonic()
         env = envfile.load(cfg.env_files, cfg.root_path)
+        env[process.ROLE_VAR] = "build"
         for command in commands:
             code, output = self._run_build_command(command, env)
             if code != 0:
@@ -207,6 +217,8 @@ class Runner:
         tail = bytearray()
         fd = proc.stdout.fileno()
         partial = b""
+        drain_until = None
+        held = False
         try:
             while True:
                 ready, _, _ = select.select([fd], [], [], self.tick_s)
@@ -221,19 +233,43 @@ class Runner:
                     for line in lines:
                         build_log.info("%s", line.decode("utf-8", "replace").rstrip("\r"))
                 self._check_cancel(proc)
+                if proc.poll() is not None:
+                    # `cmd &` leaves a process holding the output: the build is over anyway
+                    drain_until = drain_until or time.monotonic() + 0.5
+                    if time.monotonic() >= drain_until:
+                        held = True
+                        break
             if partial:
                 build_log.info("%s", partial.decode("utf-8", "replace"))
-            # output closed; the command may still be finishing
-            while proc.poll() is None:
+            while proc.poll() is None:  # output closed; the command may still be finishing
                 self._check_cancel(proc)
                 try:
                     proc.wait(self.tick_s)
                 except subprocess.TimeoutExpired:
                     pass
-            code = process.stop(proc, grace_s=0, name="build")  # reap leader; sweep leftovers
+            # like Air, what the command left running in the background stays running
+            code = process.release(proc)
         finally:
-            proc.stdout.close()
+            if held:
+                log.debug("a process started by %r still writes to the build output", command)
+                self._strays.append(proc.stdout)
+            else:
+                proc.stdout.close()
         return code, tail.decode("utf-8", "replace")
+
+    def _drain_strays(self):
+        """Pass on output of processes a build left running (never blocks)."""
+        if not self._strays:
+            return
+        ready, _, _ = select.select(self._strays, [], [], 0)
+        for f in ready:
+            chunk = os.read(f.fileno(), 65536)
+            if not chunk:
+                self._strays.remove(f)
+                f.close()
+                continue
+            for line in chunk.decode("utf-8", "replace").splitlines():
+                build_log.info("%s", line)
 
     def _check_cancel(self, proc):
         if not self.shutdown.is_set():
@@ -244,7 +280,8 @@ class Runner:
             self._take(item)
             if not (self._pending or self.shutdown.is_set()):
                 return
-        process.stop(proc, signal.SIGTERM, grace_s=self._grace(), name="build", force=self.force)
+        # a build is disposable: a short grace, whatever kill_delay says for the app
+        process.stop(proc, signal.SIGTERM, grace_s=MIN_GRACE_S, name="build", force=self.force)
         raise _Cancelled()
 
     def _report_build_failure(self, command, code, output):
@@ -264,6 +301,8 @@ class Runner:
             os.makedirs(self.cfg.tmp_path, exist_ok=True)
             with open(path, "w", encoding="utf-8") as f:
                 f.write(output)
+            if path not in self.written_files:
+                self.written_files.append(path)
         except OSError as exc:
             log.warning("cannot write the build log %s: %s", path, exc)
 
@@ -292,17 +331,20 @@ class Runner:
         return " ".join([shlex.quote(path)] + [shlex.quote(a) for a in extra]), True
 
     def _start_app(self):
+        if self.shutdown.is_set():
+            return
         try:
             command, shell = self.app_command()
         except FileNotFoundError as exc:
             log.error("%s", exc)
             return
         env = envfile.load(self.cfg.env_files, self.cfg.root_path)
+        env[process.ROLE_VAR] = "app"  # inherited by all it starts: see process.ROLE_VAR
         shown = command if shell else " ".join(shlex.quote(a) for a in command)
         log.info("running %s", shown)
         try:
             self.app = process.spawn(command, cwd=self.cfg.root_path, env=env, shell=shell)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
             log.error("cannot start the app (%s): %s", shown, exc)
             return
         self.listener.app_started()
@@ -310,13 +352,18 @@ class Runner:
     def _check_app(self):
         now = time.monotonic()
         if self.app is not None and self.app.poll() is not None:
-            log.info("app exited (%s)", process.describe_exit(self.app.returncode))
-            # like Air, leave what it started alone until the next restart or shutdown
-            self._exited_app, self.app = self.app, None
+            app, self.app = self.app, None
+            log.info("app exited (%s)", process.describe_exit(app.returncode))
+            process.release(app)
+            # like Air, leave what it started alone until the next restart or shutdown;
+            # keep it only while its group lives (its pid may be reused once it is empty)
+            if process.group_alive(app.pid):
+                self._exited_app = app
             if self.cfg.build.rerun:
                 self._rerun_at = now + self.cfg.build.rerun_delay_s
         if self._rerun_at is not None and now >= self._rerun_at and self.app is None:
             self._rerun_at = None
+            self._stop_app()  # what the previous run left behind
             self._start_app()
 
     def _grace(self):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import free_port, http_get, pid_alive, wait_until
+from conftest import free_port, http_get, pid_alive, procs_mentioning, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -252,3 +252,77 @@ def test_version_flag(tmp_path, run_air, pyz_path):
     air = run_air(["-v"], tmp_path, pyz=pyz_path)
     assert air.wait(10) == 0
     assert "air_std" in air.stdout()
+
+
+# --- found in review: shutdown paths that must hold ---
+
+def test_clean_on_exit_never_removes_a_file_outside_tmp(tmp_path, run_air):
+    proj, port = make_project(tmp_path, extra_build='log = "../notes.log"\n[misc]\nclean_on_exit = true')
+    (proj / "tmp").mkdir()  # tmp_dir exists already: air_std did not make it
+    (proj / "notes.log").write_text("mine")
+    air = run_air([], proj, env={"PORT": str(port)})
+    wait_until(lambda: serves(port, "one"), timeout=15, what="the app", output=air.output)
+    air.signal(signal.SIGINT)
+    assert_clean_exit(air)
+    assert (proj / "notes.log").read_text() == "mine" and (proj / "tmp").is_dir()
+
+
+def test_sigquit_forces_and_leaves_nothing(tmp_path, run_air):
+    proj, port = make_project(tmp_path, app=TREE_APP, kill_delay="30s")
+    air = run_air([], proj)
+    pid_file = proj / "pids" / "stubborn.pid"
+    wait_until(lambda: pid_file.exists() and pid_file.read_text(), timeout=15, what="the app tree",
+               output=air.output)
+    air.signal(signal.SIGQUIT)  # Ctrl-\: no 30 s grace, and the app does not outlive air_std
+    assert_clean_exit(air, timeout=5)
+    assert not pid_alive(int(pid_file.read_text()))
+
+
+def test_a_doubled_ctrl_c_from_a_wrapper_is_still_graceful(tmp_path, run_air):
+    # `npm run dev` forwards the terminal's Ctrl-C: air_std gets two SIGINTs at once
+    proj, port = make_project(tmp_path, extra_build='post_cmd = ["echo done > post.txt"]')
+    air = run_air([], proj, env={"PORT": str(port)})
+    wait_until(lambda: serves(port, "one"), timeout=15, what="the app", output=air.output)
+    air.signal(signal.SIGINT)
+    air.signal(signal.SIGINT)
+    assert_clean_exit(air)
+    assert "killing everything now" not in air.stderr()
+    assert (proj / "post.txt").read_text().strip() == "done"
+
+
+DAEMONIZE = ("import os, sys, time\\n"
+             "if os.fork(): sys.exit(0)\\n"
+             "os.setsid()\\n"
+             "if os.fork(): os._exit(0)\\n"
+             "open('daemon.pid', 'w').write(str(os.getpid()))\\n"
+             "time.sleep(60)\\n")
+
+
+def test_build_daemons_survive_restarts_and_backgrounded_pre_cmd_does_not_block(tmp_path, run_air):
+    (tmp_path / "daemonize.py").write_text(DAEMONIZE.replace("\\n", "\n"))
+    pre = ('pre_cmd = ["test -e daemon.pid || {py} {d}", "sleep 30 &"]'
+           .format(py=sys.executable, d=tmp_path / "daemonize.py"))
+    proj, port = make_project(tmp_path, extra_build=pre)
+    air = run_air([], proj, env={"PORT": str(port)})
+    wait_until(lambda: serves(port, "one"), timeout=15, what="the app despite `sleep 30 &`",
+               output=air.output)
+    daemon = int(wait_until(lambda: (proj / "daemon.pid").exists() and (proj / "daemon.pid").read_text(),
+                            what="the build's daemon"))
+    set_value(proj, "two")
+    wait_until(lambda: serves(port, "two"), timeout=15, what="the restart", output=air.output)
+    assert pid_alive(daemon), "a build tool's daemon was killed by an app restart"
+    air.signal(signal.SIGINT)
+    assert_clean_exit(air)
+    assert not pid_alive(daemon)  # but nothing outlives air_std
+
+
+def test_rerun_does_not_pile_up_leftovers(tmp_path, run_air):
+    app = "import os, subprocess\nsubprocess.Popen(['sleep', '60'])\nopen('runs.txt', 'a').write('x')\n"
+    proj, _ = make_project(tmp_path, app=app, extra_build="rerun = true\nrerun_delay = 50")
+    air = run_air([], proj)
+    wait_until(lambda: (proj / "runs.txt").exists() and len((proj / "runs.txt").read_text()) >= 5,
+               timeout=15, what="five runs", output=air.output)
+    sleepers = [p for p in procs_mentioning("sleep 60") if pid_alive(p[0])]
+    assert len(sleepers) <= 2, sleepers
+    air.signal(signal.SIGINT)
+    assert_clean_exit(air)

@@ -45,7 +45,8 @@ def subreaper():
 def start_tree(tmp_path):
     script = tmp_path / "tree.py"
     script.write_text(TREE)
-    proc = process.spawn([sys.executable, str(script), str(tmp_path)], cwd=str(tmp_path), env=None)
+    proc = process.spawn([sys.executable, str(script), str(tmp_path)], cwd=str(tmp_path),
+                         env=dict(os.environ, **{process.ROLE_VAR: "app"}))
     names = ("leader.pid", "stubborn.pid", "daemon.pid")
     wait_until(lambda: all((tmp_path / n).exists() and (tmp_path / n).read_text() for n in names),
                timeout=10, what="the tree to start")
