@@ -124,6 +124,11 @@ class Engine:
 
     # --- main ---
     def run(self):
+        if os.name == "nt":
+            # the self-pipe and the build output are read with select(), which Windows
+            # offers for sockets only; say so instead of failing half-way
+            raise AirError("Windows is not supported yet (air_std runs on Linux and macOS); "
+                           "use WSL2 or Air itself")
         self._install_signals()
         try:
             self._start()

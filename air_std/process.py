@@ -201,8 +201,11 @@ def stop(proc, sig=signal.SIGTERM, grace_s=0.5, name="app", force=None, adopt=Fa
         _send(groups, loose, sig)
         if _wait_gone(proc, pgid, known, grace_s, force, adopt):
             return _finish(proc)
-        log.warning("%s (pid %d) still running %.1fs after %s; sending SIGKILL",
-                    name, proc.pid, grace_s, signal.Signals(sig).name)
+        if force.is_set():
+            log.info("%s (pid %d): second signal; sending SIGKILL", name, proc.pid)
+        else:
+            log.warning("%s (pid %d) still running %.1fs after %s; sending SIGKILL",
+                        name, proc.pid, grace_s, signal.Signals(sig).name)
     for _ in range(50):
         groups, loose = _targets(pgid, known, adopt)
         if not groups and not loose:
