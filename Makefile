@@ -37,7 +37,7 @@ MATRIX_VERSIONS ?= 3.8 3.9 3.10 3.11 3.12 3.13
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 UNIT_TESTS ?= -m "not e2e"
 
-.PHONY: test-matrix stress bench
+.PHONY: test-matrix stress bench bench-peers
 BENCH_ARGS ?=
 
 # Benchmarks: ratios against a baseline measured in the same run (see README "Performance").
@@ -48,6 +48,11 @@ bench: pyz
 	$(PYTHON) bench/bench_proxy.py $(BENCH_ARGS) | tee bench/results/proxy.md
 	@if command -v chromium >/dev/null 2>&1; then $(PYTHON) bench/bench_browser.py $(BENCH_ARGS) | tee bench/results/browser.md; \
 	 else echo "bench_browser: skipped (no chromium; apt-get install chromium)"; fi
+
+# air_std against watchfiles, watchmedo and nodemon (installs them in a throwaway venv/npm prefix; ~15 min)
+bench-peers: pyz
+	@mkdir -p bench/results
+	$(PYTHON) bench/bench_peers.py $(BENCH_ARGS) | tee bench/results/peers.md
 
 # The shutdown stress test, many more runs than `make test` does.
 AIR_STRESS_RUNS ?= 200

@@ -1,0 +1,723 @@
+#!/usr/bin/env python3
+"""air_std against the watchers a user would pick instead (issue 5), in one run.
+
+    python3 bench/bench_peers.py            # full run (about 15 minutes)
+    python3 bench/bench_peers.py --quick    # fewer samples, 10k files only (about 5 minutes)
+
+Tools, each restarting a small app on every change:
+- air_std: the pyz built by `make -s pyz`, polling (default) and build.watcher = "inotify";
+- watchfiles CLI: default (inotify through Rust notify) and WATCHFILES_FORCE_POLLING=1;
+- watchmedo auto-restart (watchdog): default (inotify) and --debug-force-polling;
+- nodemon: default (chokidar, fs.watch) and --legacy-watch (polling).
+The peers are installed by this script, for this run only, into a venv
+(`python3 -m venv` + pip) and an npm prefix under a temporary directory that is
+removed at the end. A peer that cannot be installed is reported as unavailable.
+
+Measured for each tool and mode, from the same run on the same trees:
+- idle CPU of the watcher process alone (utime + stime from /proc/PID/stat: the
+  app and every other child are excluded), on trees of 10,000 files (and
+  100,000 in full mode) shaped like bench_watcher.py's: 50 files a directory,
+  five extensions, .go and .html watched;
+- detection latency on the 10k tree: write to a .go file -> the app restarted.
+  The app appends time.time() to a marker file (outside the tree) when it
+  starts; the figure is that time minus the time just before the write. Two
+  kinds: the same file edited again (air_std's hot set) and the first edit of
+  a file (a new file each sample, each in a directory not touched before);
+- edit -> HTTP: examples/hello copied to a temporary directory, main.py
+  rewritten with a new greeting, time until GET / on the app's port (no proxy)
+  answers with it. air_std uses the example's .air.toml with delay = 0 and the
+  proxy off (so its py_compile build step is included); the peers run
+  `python3 main.py` directly.
+Every tool gets its smallest debounce: air_std delay = 0, nodemon --delay 0,
+watchmedo --debounce-interval 0; watchfiles has no CLI setting (it waits 50 ms
+without events). Polling intervals are each tool's default.
+
+Before each write the script waits a random 0.05 s .. 0.05 s + the mode's poll
+period, so writes land at random points of the poll cycle. Every process
+started runs in its own session and is stopped (SIGINT, then SIGKILL of its
+group and of every descendant); a last sweep kills any process whose command
+line or working directory is inside this run's temporary directory.
+Markdown on stdout; progress on stderr. Standard library only.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+GREETING = "Hello from air_std"
+EXTS = ("go", "html", "txt", "js", "py")
+FILES_PER_DIR = 50
+
+APP_SRC = r'''"""Benchmark app: note the start time in the marker file, then wait to be stopped."""
+import os, signal, sys, time
+
+def _bye(*_):
+    os._exit(0)
+
+for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR2):
+    signal.signal(_sig, _bye)
+with open(sys.argv[1], "a") as f:
+    f.write("%.6f %d\n" % (time.time(), os.getpid()))
+while True:
+    signal.pause()
+'''
+
+# watchfiles' CLI takes a filter as an importable callable (found through PYTHONPATH).
+FILTER_SRC = r'''"""Extension filters for the watchfiles CLI, the same files the other tools watch."""
+def go_html(change, path):
+    return path.endswith((".go", ".html"))
+
+def py_html(change, path):
+    return path.endswith((".py", ".html"))
+'''
+
+# (tool, mode, description, poll period in s used to spread the writes)
+ROWS = [
+    ("air_std", "poll", "polling (default: adaptive full pass <= 2 s, hot set 100 ms)", 2.0),
+    ("air_std", "inotify", 'inotify (build.watcher = "inotify")', 0.3),
+    ("watchfiles", "native", "inotify (Rust notify; default)", 0.3),
+    ("watchfiles", "poll", "polling 300 ms (WATCHFILES_FORCE_POLLING=1)", 0.3),
+    ("watchmedo", "native", "inotify (default)", 0.3),
+    ("watchmedo", "poll", "polling 1 s (--debug-force-polling)", 1.0),
+    ("nodemon", "native", "fs.watch through chokidar (default)", 0.3),
+    ("nodemon", "poll", "polling 100 ms (--legacy-watch)", 0.3),
+]
+
+
+_T0 = time.monotonic()
+
+
+def progress(msg):
+    sys.stderr.write("bench_peers: [%4.0fs] %s\n" % (time.monotonic() - _T0, msg))
+    sys.stderr.flush()
+
+
+# -- /proc helpers ---------------------------------------------------------------
+
+def proc_fields(pid):
+    """Fields of /proc/PID/stat after the command name: [0] is field 3 (state)."""
+    with open("/proc/%d/stat" % pid) as f:
+        data = f.read()
+    return data[data.rindex(")") + 2:].split()
+
+
+def cpu_seconds(pid):
+    """utime + stime of the process itself (all its threads, no children)."""
+    r = proc_fields(pid)
+    return (int(r[11]) + int(r[12])) / float(CLK_TCK)
+
+
+def all_pids():
+    return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+
+
+def descendants(pid):
+    """(pid, starttime) of every live descendant of pid."""
+    kids = {}
+    for p in all_pids():
+        try:
+            r = proc_fields(p)
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(int(r[1]), []).append((p, r[19]))
+    out, todo = [], [pid]
+    while todo:
+        for child in kids.get(todo.pop(), ()):
+            out.append(child)
+            todo.append(child[0])
+    return out
+
+
+def kill_if_same(pid, starttime):
+    """SIGKILL pid unless it has exited or its number was reused."""
+    try:
+        if proc_fields(pid)[19] == starttime:
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError, IndexError):
+        pass
+
+
+def sweep(top):
+    """Kill every process whose command line or working directory lies in `top`."""
+    me, killed = os.getpid(), []
+    for p in all_pids():
+        if p == me:
+            continue
+        try:
+            with open("/proc/%d/cmdline" % p, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        try:
+            cwd = os.readlink("/proc/%d/cwd" % p)
+        except OSError:
+            cwd = ""
+        if top in cmd or cwd == top or cwd.startswith(top + os.sep):
+            try:
+                os.kill(p, signal.SIGKILL)
+                killed.append(p)
+            except OSError:
+                pass
+    return killed
+
+
+class Proc:
+    """One tool, in a session of its own, output to a log file."""
+
+    def __init__(self, argv, cwd, env, log_path):
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.p = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                  stdout=self._log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        self.pid = self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def cpu(self):
+        return cpu_seconds(self.pid)
+
+    def tail(self, n=2000):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-n:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        """SIGINT (every tool here stops its app on it), 8 s, then SIGKILL for the
+        group and every descendant seen before. Returns a problem or ''."""
+        problem = ""
+        kids = descendants(self.pid) if self.alive() else []
+        if self.alive():
+            try:
+                os.kill(self.pid, signal.SIGINT)
+            except OSError:
+                pass
+            try:
+                self.p.wait(8)
+            except subprocess.TimeoutExpired:
+                problem = "did not exit within 8 s of SIGINT; killed"
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        for pid, start in kids:
+            kill_if_same(pid, start)
+        try:
+            self.p.wait(5)
+        except subprocess.TimeoutExpired:
+            problem = "still alive 5 s after SIGKILL"
+        self._log.close()
+        return problem
+
+
+def wait_for(pred, timeout, step=0.01):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(step)
+
+
+def percentile(samples, pct):
+    ordered = sorted(samples)
+    rank = max(1, -(-len(ordered) * pct // 100))
+    return ordered[int(rank) - 1]
+
+
+# -- setup -------------------------------------------------------------------------
+
+def run_quiet(argv, timeout, **kw):
+    """(ok, last line of output)."""
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=timeout, **kw)
+    except subprocess.TimeoutExpired:
+        return False, "timed out after %ds" % timeout
+    except OSError as exc:
+        return False, str(exc)
+    lines = [ln for ln in r.stdout.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return r.returncode == 0, (lines[-1].strip() if lines else "exit %d" % r.returncode)
+
+
+def install_pip_peers(top, needed):
+    """watchfiles and watchmedo, each pip-installed into one venv made for this run."""
+    tools = {}
+    wanted = [t for t in ("watchfiles", "watchmedo") if t in needed]
+    if not wanted:
+        return tools
+    venv = os.path.join(top, "venv")
+    progress("installing %s into %s" % (" and ".join(wanted), venv))
+    ok, msg = run_quiet([sys.executable, "-m", "venv", venv], 120)
+    if not ok:
+        return {t: "unavailable: python3 -m venv: %s" % msg for t in wanted}
+    py = os.path.join(venv, "bin", "python")
+    specs = {"watchfiles": ("watchfiles", "watchfiles", "__version__", "watchfiles"),
+             "watchmedo": ("watchdog[watchmedo]", "watchdog.version", "VERSION_STRING", "watchdog")}
+    for tool in wanted:
+        spec, module, attr, dist = specs[tool]
+        ok, msg = run_quiet([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", spec],
+                            300)
+        exe = os.path.join(venv, "bin", tool)
+        if not ok or not os.path.exists(exe):
+            tools[tool] = "unavailable: pip install %s: %s" % (spec, msg)
+            continue
+        _, ver = run_quiet([py, "-c", "import %s as m; print(m.%s)" % (module, attr)], 60)
+        tools[tool] = (exe, "%s %s" % (dist, ver))
+    return tools
+
+
+def install_nodemon(top):
+    """nodemon, npm-installed into a prefix made for this run."""
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if not npm or not node:
+        return "unavailable: %s not found" % ("npm" if not npm else "node")
+    prefix = os.path.join(top, "npm")
+    progress("installing nodemon into %s" % prefix)
+    env = dict(os.environ, npm_config_update_notifier="false")
+    ok, msg = run_quiet([npm, "install", "--prefix", prefix, "--no-audit", "--no-fund",
+                         "--loglevel=error", "nodemon"], 300, env=env)
+    exe = os.path.join(prefix, "node_modules", ".bin", "nodemon")
+    if not ok or not os.path.exists(exe):
+        return "unavailable: npm install nodemon: %s" % msg
+    _, ver = run_quiet([exe, "--version"], 60, env=env)
+    _, nver = run_quiet([node, "--version"], 60)
+    return (exe, "nodemon %s (node %s)" % (ver, nver))
+
+
+def build_pyz(top):
+    pyz = os.path.join(top, "air_std.pyz")
+    ok, msg = run_quiet(["make", "-s", "-C", REPO, "pyz", "PYZ=" + pyz], 120)
+    if not ok or not os.path.exists(pyz):
+        return "unavailable: make pyz: %s" % msg
+    _, ver = run_quiet([sys.executable, pyz, "-v"], 60)
+    return (pyz, ver)
+
+
+def make_tree(root, n_files):
+    """n_files files, 50 per directory, two levels deep, five extensions (as bench_watcher)."""
+    made = 0
+    for d in range(max(1, n_files // FILES_PER_DIR)):
+        path = os.path.join(root, "pkg%02d" % (d % 20), "module%04d" % (d // 20))
+        os.makedirs(path, exist_ok=True)
+        for f in range(FILES_PER_DIR):
+            if made == n_files:
+                return
+            name = "handler_%06d.%s" % (made, EXTS[f % len(EXTS)])
+            with open(os.path.join(path, name), "w") as fh:
+                fh.write("x" * (f * 37 % 3000))
+            made += 1
+
+
+# -- commands ------------------------------------------------------------------------
+
+class Scenario:
+    """What to watch and which app to run in it."""
+
+    def __init__(self, name, watch_dir, exts, app_argv, cwd):
+        self.name, self.watch_dir, self.exts, self.app_argv, self.cwd = \
+            name, watch_dir, exts, app_argv, cwd
+
+
+def command(tool, mode, exe, scen, top):
+    """(argv, extra environment) to run `tool` in `mode` on the scenario."""
+    app_shell = " ".join(shlex.quote(a) for a in scen.app_argv)
+    env = {}
+    if tool == "air_std":
+        if scen.name == "hello":
+            # the example's own .air.toml (cwd), with delay 0 and no proxy
+            argv = [sys.executable, exe, "--build.delay", "0", "--proxy.enabled", "false"]
+        else:
+            conf = os.path.join(top, "air-%s.toml" % scen.name)
+            with open(conf, "w") as f:
+                f.write("root = %s\n[build]\ncmd = \"true\"\nentrypoint = %s\n"
+                        "include_ext = %s\ndelay = 0\n"
+                        % (json.dumps(scen.watch_dir), json.dumps(scen.app_argv),
+                           json.dumps(list(scen.exts))))
+            argv = [sys.executable, exe, "-c", conf]
+        if mode == "inotify":
+            argv += ["--build.watcher", "inotify"]
+    elif tool == "watchfiles":
+        env["PYTHONPATH"] = top
+        if mode == "poll":
+            env["WATCHFILES_FORCE_POLLING"] = "1"
+        argv = [exe, "--target-type", "command", "--verbosity", "warning",
+                "--filter", "bench_peers_filter.%s" % "_".join(scen.exts), app_shell,
+                scen.watch_dir]
+    elif tool == "watchmedo":
+        argv = [exe, "auto-restart", "-d", scen.watch_dir, "-R",
+                "-p", ";".join("**/*." + e for e in scen.exts), "--debounce-interval", "0"]
+        if mode == "poll":
+            argv.append("--debug-force-polling")
+        argv += ["--"] + list(scen.app_argv)
+    elif tool == "nodemon":
+        env["NO_UPDATE_NOTIFIER"] = "1"
+        argv = [exe, "--no-update-notifier", "-q", "-I", "--delay", "0", "-e", ",".join(scen.exts),
+                "-w", scen.watch_dir]
+        if mode == "poll":
+            argv.append("--legacy-watch")
+        argv += ["-x", app_shell]
+    else:
+        raise ValueError(tool)
+    return argv, env
+
+
+# -- measurements -------------------------------------------------------------------
+
+def read_marker(path):
+    try:
+        with open(path) as f:
+            return [float(ln.split()[0]) for ln in f if len(ln.split()) == 2]
+    except (OSError, ValueError):
+        return []
+
+
+def idle_cpu(proc, seconds):
+    """Share of one core used by the watcher process over `seconds`."""
+    c0, t0 = proc.cpu(), time.monotonic()
+    time.sleep(seconds)
+    if not proc.alive():
+        raise RuntimeError("exited during the idle window")
+    return (proc.cpu() - c0) / (time.monotonic() - t0)
+
+
+def settle(proc, cap_s, window_s):
+    """Wait until the watcher's start-up work is over: two consecutive windows
+    whose CPU shares differ by at most 2% of a core or 25%, at most cap_s.
+    Returns False when the cap was reached first."""
+    deadline = time.monotonic() + cap_s
+    last = idle_cpu(proc, window_s)
+    while time.monotonic() < deadline:
+        now = idle_cpu(proc, window_s)
+        if abs(now - last) <= max(0.02, 0.25 * last):
+            return True
+        last = now
+    return False
+
+
+def detect(proc, marker, paths, period, timeout=3.5):
+    """Latencies (s, None for a miss) from appending to each path to the app's restart."""
+    lat = []
+    for path in paths:
+        time.sleep(random.uniform(0.05, 0.05 + period))
+        t0 = time.time()
+        with open(path, "a") as f:
+            f.write("e")
+        got = wait_for(lambda: [t for t in read_marker(marker) if t >= t0], timeout, 0.005)
+        lat.append(got[0] - t0 if got else None)
+        if not got and not proc.alive():
+            raise RuntimeError("exited during the latency samples")
+    return lat
+
+
+def http_body(port):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+    try:
+        conn.request("GET", "/")
+        return conn.getresponse().read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException):
+        return ""
+    finally:
+        conn.close()
+
+
+def edit_http(proc, main_py, src, port, labels, period, timeout=3.5):
+    """Latencies (s, None for a miss) from rewriting main.py to the new greeting over HTTP."""
+    lat = []
+    for label in labels:
+        time.sleep(random.uniform(0.05, 0.05 + min(period, 1.0)))
+        text = src.replace(GREETING, label)
+        t0 = time.time()
+        with open(main_py, "w") as f:
+            f.write(text)
+        ok = wait_for(lambda: label in http_body(port), timeout, 0.005)
+        lat.append(time.time() - t0 if ok else None)
+        if not ok and not proc.alive():
+            raise RuntimeError("exited during the HTTP samples")
+    return lat
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Bench:
+    def __init__(self, top, quick, skip_100k, only):
+        self.top, self.quick = top, quick
+        self.samples = 8 if quick else 20
+        self.idle_s = 10.0 if quick else 30.0
+        self.idle_100k_s = 15.0
+        self.settle_cap_s = 20.0 if quick else 40.0
+        self.settle_window_s = 1.0 if quick else 2.0
+        self.skip_100k = quick or skip_100k
+        self.only = only
+        self.results = {}      # (tool, mode) -> {column: text}
+        self.notes = []
+        self.env = dict(os.environ, NO_COLOR="1", PYTHONDONTWRITEBYTECODE="1")
+        self.env.pop("PYTHONPATH", None)
+        with open(os.path.join(top, "app.py"), "w") as f:
+            f.write(APP_SRC)
+        with open(os.path.join(top, "bench_peers_filter.py"), "w") as f:
+            f.write(FILTER_SRC)
+
+    def cell(self, row, column, text):
+        self.results.setdefault(row[:2], {})[column] = text
+
+    def note(self, row, text):
+        self.notes.append("%s %s: %s" % (row[0], row[1], text))
+        progress("%s %s: %s" % (row[0], row[1], text))
+
+    def start(self, row, exe, scen, tag, ready, ready_timeout, env=None):
+        argv, extra = command(row[0], row[1], exe, scen, self.top)
+        env = dict(env or self.env, **extra)
+        log = os.path.join(self.top, "log-%s-%s-%s.txt" % (row[0], row[1], tag))
+        proc = Proc(argv, scen.cwd, env, log)
+        if not wait_for(lambda: ready() or not proc.alive(), ready_timeout, 0.02) or not proc.alive():
+            why = ("exited (%s)" % proc.p.returncode if not proc.alive()
+                   else "the app did not start within %ds" % ready_timeout)
+            tail = proc.tail()
+            self.finish(row, proc)
+            raise RuntimeError("%s; output: %s" % (why, tail.strip().replace("\n", " | ")[-400:]))
+        return proc
+
+    def finish(self, row, proc):
+        problem = proc.stop()
+        if problem:
+            self.note(row, problem)
+        killed = sweep(self.top)
+        if killed:
+            self.note(row, "%d process(es) left behind after stopping it; killed" % len(killed))
+        time.sleep(0.3)  # let the killed processes' exits settle before the next tool
+
+    # -- the three scenarios -------------------------------------------------------
+
+    def tree(self, row, exe, root, n, tag, with_latency):
+        marker = os.path.join(self.top, "marker-%s-%s-%s.txt" % (row[0], row[1], tag))
+        scen = Scenario(tag, root, ("go", "html"),
+                        ["python3", os.path.join(self.top, "app.py"), marker], root)
+        progress("%s %s: %s-file tree" % (row[0], row[1], format(n, ",")))
+        proc = self.start(row, exe, scen, tag, lambda: read_marker(marker), 180)
+        try:
+            time.sleep(1.0)
+            if not settle(proc, self.settle_cap_s, self.settle_window_s):
+                self.note(row, "%s-file tree: CPU still changing after %gs of settling"
+                          % (format(n, ","), self.settle_cap_s))
+            seconds = self.idle_s if n <= 10000 else self.idle_100k_s
+            self.cell(row, "idle%d" % n, "%.2f" % (idle_cpu(proc, seconds) * 100))
+            if not with_latency:
+                return
+            rnd = random.Random(n)
+            dirs = sorted({os.path.dirname(p) for p in self.go_files})
+            rnd.shuffle(dirs)
+            hot = os.path.join(dirs[0], sorted(f for f in os.listdir(dirs[0]) if f.endswith(".go"))[0])
+            cold = []
+            for d in dirs[1:self.samples + 1]:
+                cold.append(os.path.join(d, sorted(f for f in os.listdir(d) if f.endswith(".go"))[-1]))
+            detect(proc, marker, [hot], row[3])  # warm-up: the same file from now on
+            t_first = time.time()
+            hot_lat = detect(proc, marker, [hot] * self.samples, row[3])
+            cold_lat = detect(proc, marker, cold, row[3])
+            time.sleep(0.5)  # a late second restart for the last write would show now
+            restarts = len([t for t in read_marker(marker) if t >= t_first])
+            self.cell(row, "hot", fmt_lat(hot_lat))
+            self.cell(row, "cold", fmt_lat(cold_lat))
+            found = len([x for x in hot_lat + cold_lat if x is not None])
+            if restarts > found:
+                self.note(row, "%d restart(s) more than edits seen on the %s-file tree"
+                          % (restarts - found, format(n, ",")))
+        finally:
+            self.finish(row, proc)
+
+    def hello(self, row, exe):
+        work = os.path.join(self.top, "hello-%s-%s" % row[:2])
+        shutil.copytree(os.path.join(REPO, "examples", "hello"), work,
+                        ignore=shutil.ignore_patterns("tmp", "__pycache__"))
+        main_py = os.path.join(work, "main.py")
+        with open(main_py) as f:
+            src = f.read()
+        port = free_port()
+        scen = Scenario("hello", work, ("py", "html"), ["python3", "main.py"], work)
+        progress("%s %s: edit -> HTTP on examples/hello" % row[:2])
+        proc = self.start(row, exe, scen, "hello", lambda: GREETING in http_body(port), 60,
+                          env=dict(self.env, PORT=str(port)))
+        try:
+            time.sleep(0.5)
+            edit_http(proc, main_py, src, port, ["Warm-up edit"], row[3])
+            labels = ["Edit number %d" % i for i in range(self.samples)]
+            self.cell(row, "http", fmt_lat(edit_http(proc, main_py, src, port, labels, row[3])))
+        finally:
+            self.finish(row, proc)
+
+    def run(self, tools):
+        rows = [r for r in ROWS if not self.only or r[0] in self.only or "%s:%s" % r[:2] in self.only]
+        tree10 = os.path.join(self.top, "tree10k")
+        make_tree(tree10, 10000)
+        self.go_files = [os.path.join(dp, f) for dp, _d, fs in os.walk(tree10)
+                         for f in fs if f.endswith(".go")]
+        sizes = [(10000, tree10)]
+        if not self.skip_100k:
+            tree100 = os.path.join(self.top, "tree100k")
+            make_tree(tree100, 100000)
+            sizes.append((100000, tree100))
+        subprocess.run(["sync"], check=False, timeout=120)
+        for row in rows:
+            got = tools[row[0]]
+            if isinstance(got, str):
+                self.cell(row, "unavailable", got)
+                continue
+            for what, fn in (("10k tree", lambda: self.tree(row, got[0], tree10, 10000, "t10k", True)),
+                             ("example app", lambda: self.hello(row, got[0]))):
+                try:
+                    fn()
+                except Exception as exc:  # one tool failing must not stop the others
+                    self.note(row, "%s: failed: %s" % (what, exc))
+        for n, root in sizes[1:]:
+            for row in rows:
+                got = tools[row[0]]
+                if isinstance(got, str):
+                    continue
+                try:
+                    self.tree(row, got[0], root, n, "t%dk" % (n // 1000), False)
+                except Exception as exc:
+                    self.note(row, "%s-file tree: failed: %s" % (format(n, ","), exc))
+        return rows
+
+
+def fmt_lat(lat):
+    ms = [x * 1000 for x in lat if x is not None]
+    missed = len(lat) - len(ms)
+    if not ms:
+        return "missed all %d" % len(lat)
+    text = "%.0f / %.0f" % (statistics.median(ms), percentile(ms, 95))
+    return text + (" (%d missed)" % missed if missed else "")
+
+
+def machine(top):
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    fs = subprocess.run(["stat", "-f", "-c", "%T", top], stdout=subprocess.PIPE,
+                        universal_newlines=True, timeout=30).stdout.strip()
+    return "%s; %s; %d CPUs; Python %s; %s; trees on %s" % (
+        time.strftime("%Y-%m-%d %H:%M"), cpu, os.cpu_count() or 0, platform.python_version(),
+        platform.platform(), fs or "?")
+
+
+def report(bench, rows, tools, versions, elapsed, machine_line):
+    q = bench.quick
+    print("### Watchers side by side: air_std and the peers, same run, same trees\n")
+    print("%s%s\n" % (machine_line, "; --quick" if q else ""))
+    print("Versions: %s.\n" % "; ".join(versions))
+    cols = ["idle CPU %% of a core (10k, %gs)" % bench.idle_s]
+    if not bench.skip_100k:
+        cols.append("idle CPU %% (100k, %gs)" % bench.idle_100k_s)
+    cols += ["detect p50/p95 (ms), same file again", "detect p50/p95 (ms), first edit of a file",
+             "edit->HTTP p50/p95 (ms)"]
+    print("| tool | mode | " + " | ".join(cols) + " |")
+    print("|---|---|" + "---:|" * len(cols))
+    for row in rows:
+        res = bench.results.get(row[:2], {})
+        if "unavailable" in res:
+            cells = [res["unavailable"]] + ["-"] * (len(cols) - 1)
+        else:
+            keys = ["idle10000"] + ([] if bench.skip_100k else ["idle100000"]) + ["hot", "cold", "http"]
+            cells = [res.get(k, "failed") for k in keys]
+        print("| %s | %s | %s |" % (row[0], row[2], " | ".join(cells)))
+    print()
+    print("%d samples per latency cell. Idle CPU: utime+stime of the watcher process alone "
+          "(the app excluded), measured once its start-up work is over (two %g s windows within "
+          "2%% of a core or 25%%); .go and .html watched (40%% of the files). "
+          "Detection: append to a .go file -> the restarted app's first line (includes stopping "
+          "the old app and starting Python). edit->HTTP: examples/hello, main.py rewritten -> "
+          "GET / on the app's port shows it; air_std runs the example's py_compile build "
+          "(delay = 0, proxy off), the peers run `python3 main.py` directly."
+          % (bench.samples, bench.settle_window_s))
+    print()
+    print("Settings: air_std `delay = 0`, on the trees `cmd = \"true\"` and `entrypoint` the app; "
+          "watchfiles `--target-type command --filter` (a filter for the same extensions; the CLI "
+          "has no debounce flag: it yields after 50 ms without events); watchmedo `auto-restart -R "
+          "-p '**/*.go;**/*.html' --debounce-interval 0` (polling interval: its default 1 s); "
+          "nodemon `--delay 0 -e go,html -w DIR -x CMD` (`--legacy-watch` polls every 100 ms by "
+          "default). Each tool stops the app with its own default signal.")
+    print()
+    unavailable = ["%s: %s" % (t, v) for t, v in sorted(tools.items()) if isinstance(v, str)]
+    print("Unavailable: %s." % ("; ".join(unavailable) if unavailable else "none"))
+    if bench.skip_100k and not q:
+        print("100k-file tree: skipped (--skip-100k).")
+    if bench.notes:
+        print()
+        print("Notes:")
+        for n in bench.notes:
+            print("- %s" % n)
+    print()
+    print("Runtime: %.0f s." % elapsed)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="8 samples, 10 s idle windows, 10k tree only")
+    ap.add_argument("--skip-100k", action="store_true", help="no 100k-file tree in a full run")
+    ap.add_argument("--only", default="",
+                    help="comma list of tools (air_std,watchfiles,watchmedo,nodemon) or tool:mode")
+    ap.add_argument("--dir", default=None, help="where to make the temporary directory")
+    args = ap.parse_args(argv)
+    if not sys.platform.startswith("linux"):
+        print("bench_peers: skipped: needs Linux (/proc)")
+        return 0
+    only = set(filter(None, args.only.split(",")))
+    t_start = time.monotonic()
+    top = os.path.realpath(tempfile.mkdtemp(prefix="air-bench-peers-", dir=args.dir))
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        machine_line = machine(top)
+        tools = {"air_std": build_pyz(top)}
+        needed = {r[0] for r in ROWS if not only or r[0] in only
+                  or "%s:%s" % r[:2] in only}
+        tools.update(install_pip_peers(top, needed))
+        if "nodemon" in needed:
+            tools["nodemon"] = install_nodemon(top)
+        for t in ("watchfiles", "watchmedo", "nodemon"):
+            tools.setdefault(t, "unavailable: not selected (--only)")
+        versions = [v[1] for _k, v in sorted(tools.items()) if not isinstance(v, str)]
+        bench = Bench(top, args.quick, args.skip_100k, only)
+        rows = bench.run(tools)
+        report(bench, rows, tools, versions, time.monotonic() - t_start, machine_line)
+    finally:
+        sweep(top)
+        shutil.rmtree(top, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
