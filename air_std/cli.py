@@ -5,8 +5,8 @@ overrides (`--build.cmd "make"`, one flag per config key, repeatable lists)
 do not fit argparse. Modules are imported lazily so `-v` and `-h` stay fast:
 config only when a config is needed, the engine only when it runs.
 
-Exit codes: 0 ok, 1 for every user error (bad flag, bad config, AirError
-from the engine; one line `air_std: error: ...`, no traceback), 130 after
+Exit codes: 0 ok, 1 for every user error (bad flag, bad config, an AirError
+raised by the engine; one line `air_std: error: ...`, no traceback), 130 after
 Ctrl-C before the engine took over signals. Usage errors use 1 too (not
 argparse's 2) so scripts only need to tell 0 from non-zero.
 """
