@@ -22,6 +22,7 @@ import threading
 import time
 
 IS_WINDOWS = os.name == "nt"
+_pidfd_open = getattr(os, "pidfd_open", None)  # Linux, Python >= 3.9: a wakeup at a child's exit
 log = logging.getLogger("air_std.runner")
 
 # pids of live Popen children: Popen reaps these itself, so the orphan reaper
@@ -243,10 +244,10 @@ def _wait_gone(proc, pgid, known, timeout_s, force, adopt):
 def _wait_exit(proc, timeout_s):
     """Wait up to timeout_s for proc (not yet reaped) to exit; never raises."""
     fd = None
-    if hasattr(os, "pidfd_open"):  # Linux >= 5.3, Python >= 3.9: a wakeup at the exit
+    if _pidfd_open is not None:
         try:
-            fd = os.pidfd_open(proc.pid)
-        except OSError:
+            fd = _pidfd_open(proc.pid)
+        except OSError:  # kernel older than 5.3
             fd = None
     if fd is None:
         try:
