@@ -12,6 +12,13 @@ How a pass stays cheap (issue 5):
   judged from their name and d_type *before* any stat (filters.py), and the
   stat of a watched file is an `fstatat` relative to that fd, so the kernel
   does no path walk per file.
+- A directory is listed only when its (mtime, inode) moved since its last
+  listing: creating, deleting or renaming an entry moves the directory's
+  mtime, writing to a file does not, so an unmoved directory costs one fstat
+  plus one fstatat per known file and no getdents (about half the pass).
+  A listing whose key was less than _RACY_NS old is not trusted (a change in
+  the same clock tick would hide behind it), and every LIST_ALL_EVERY_S the
+  pass lists everything, for filesystems whose directory mtimes lag.
 - Pruned directories (tmp, testdata, hidden ones, exclude_dir) are never
   opened.
 
@@ -21,7 +28,7 @@ per hot directory; a hot directory is listed again only when its own
 (mtime, inode) moved, or moved recently enough that a same-tick change could
 hide. The full pass runs every `interval_s` when given, otherwise at an
 interval adapted to the measured cost of a pass so the thread stays near a
-2% CPU budget, kept between 0.5 s (Air's minimum) and 2 s.
+1.5% CPU budget, kept between 0.5 s (Air's minimum) and 2 s.
 
 Symlinks: a symlink to a file is watched through its target (stat follows
 it); a symlink to a directory is descended only with follow_symlink, and
@@ -59,9 +66,10 @@ _thread_time = getattr(time, "thread_time", time.perf_counter)
 _time_ns = time.time_ns
 
 # Directory timestamps come from a coarse clock, so a change in the same tick
-# as our listing leaves (mtime, inode) as it was. A hot directory whose mtime
-# is this recent is listed again on every hot pass; the full pass is the
-# safety net for anything older (clock skew on network filesystems).
+# as our listing leaves (mtime, inode) as it was. A directory whose mtime was
+# this recent when listed is listed again on the next pass; the periodic
+# list-everything pass is the safety net for anything else (clock skew on
+# network filesystems).
 _RACY_NS = 1000000000
 
 # Errors meaning "no directory here any more" (ELOOP: it became a symlink loop).
@@ -71,6 +79,7 @@ MIN_INTERVAL_S = 0.5      # Air's minimum poll interval
 MAX_INTERVAL_S = 2.0      # adaptive full pass: at least this often
 CPU_BUDGET = 0.015        # adaptive full pass: share of one core, under 2% so
                           # the whole process (wakeups, hot passes) stays within it
+LIST_ALL_EVERY_S = 10.0  # full pass: list even unchanged directories this often
 HOT_DIRS_MAX = 32        # hot set caps: a hot pass costs at most this many stats
 HOT_FILES_MAX = 128
 
@@ -162,6 +171,9 @@ class Watcher:
         self._ino = None                 # inotify.Inotify while that backend is on
         self._wd_nodes = {}              # watch descriptor -> [_Node]
         self._link_nodes = set()         # nodes whose directory holds symlinks
+        self._listing_all = False        # this pass lists directories whose key held
+        self.last_pass_listed_all = False
+        self._next_list_all = 0.0        # monotonic time of the next such pass
 
     @classmethod
     def from_config(cls, cfg, out_queue, shutdown_event, **kwargs):
@@ -304,7 +316,8 @@ class Watcher:
             if now >= next_full:
                 t0 = _thread_time()
                 out = self._full_pass()
-                self._adapt(_thread_time() - t0)
+                if not self.last_pass_listed_all:  # that rare pass is not the norm
+                    self._adapt(_thread_time() - t0)
                 now = time.monotonic()
                 next_full = now + self.full_interval_s
                 next_hot = now + self.hot_interval_s
@@ -363,14 +376,24 @@ class Watcher:
             node, recurse = stack.pop()
             self._scan_dir(node, None, recurse, stack)
         self._adapt(_thread_time() - t0)
+        self._next_list_all = time.monotonic() + LIST_ALL_EVERY_S
 
     def _full_pass(self, out=None):
         if out is None:
             out = _Changes()
+        # A directory whose (mtime, inode) held since its last listing is not
+        # listed again, only its known files are stat'ed; every LIST_ALL_EVERY_S
+        # all are listed anyway, for filesystems that do not move a directory's
+        # mtime reliably.
+        now = time.monotonic()
+        self._listing_all = now >= self._next_list_all
+        if self._listing_all:
+            self._next_list_all = now + LIST_ALL_EVERY_S
         stack = [(self._root, True)]
         while stack:
             node, recurse = stack.pop()
             self._scan_dir(node, out, recurse, stack)
+        self.last_pass_listed_all, self._listing_all = self._listing_all, False
         return out
 
     def _hot_pass(self):
@@ -386,11 +409,7 @@ class Watcher:
             except OSError:
                 st = None
             if st is None or (st.st_mtime_ns, st.st_ino) != node.dkey:
-                # Keep the key seen *before* listing; while it is recent a
-                # same-tick change could hide behind it, so list again next time.
-                if st is not None and abs(_time_ns() - st.st_mtime_ns) >= _RACY_NS:
-                    node.dkey = (st.st_mtime_ns, st.st_ino)
-                self._scan_dir(node, out, False, stack)
+                self._scan_dir(node, out, False, stack)  # records the new key
                 listed.add(node)
         for (path, name), node in list(self._hot_files.items()):
             if not node.alive:
@@ -427,8 +446,7 @@ class Watcher:
     def _heat_dir(self, path, node):
         hot = self._hot_dirs
         if hot.get(path) is not node:
-            hot[path] = node
-            node.dkey = None
+            hot[path] = node  # node.dkey, from its last listing, holds for the hot pass too
         hot.move_to_end(path)
         if len(hot) > HOT_DIRS_MAX:
             hot.popitem(last=False)
@@ -470,8 +488,8 @@ class Watcher:
             self._unreadable(node, e, out, stack)
             return
         try:
+            st = os.fstat(fd)
             if self.follow_symlink:
-                st = os.fstat(fd)
                 ident = (st.st_dev, st.st_ino)
                 if node.is_link and ident != node.ident and node.parent is not None:
                     # The symlink now leads elsewhere, maybe into a loop: the
@@ -479,6 +497,16 @@ class Watcher:
                     self._scan_dir(node.parent, out, False, stack)
                     return
                 node.ident = ident
+            dkey = (st.st_mtime_ns, st.st_ino)
+            if (dkey == node.dkey and not self._listing_all and self._ino is None
+                    and node not in self._link_nodes and self._stat_known(node, fd, out)):
+                if recurse:
+                    stack.extend([(child, True) for child in node.children.values()])
+                return
+            # The key is taken before the listing; while it is recent a change in
+            # the same clock tick could hide behind it, so such a directory is
+            # listed again next time.
+            node.dkey = dkey if abs(_time_ns() - st.st_mtime_ns) >= _RACY_NS else None
             try:
                 with os.scandir(fd) as it:
                     ents = list(it)
@@ -575,6 +603,28 @@ class Watcher:
         finally:
             os.close(fd)
 
+    def _stat_known(self, node, fd, out):
+        """A directory whose listing cannot have changed: one stat per known
+        file. False (and nothing recorded) when a file is gone or is no longer
+        a file, which the caller's full listing then sorts out."""
+        moved = None
+        for name, old in node.files.items():
+            try:
+                st = os.stat(name, dir_fd=fd)
+            except OSError:
+                return False
+            key = (st.st_ino << 128) + (st.st_size << 64) + st.st_mtime_ns
+            if key != old:
+                if _S_ISDIR(st.st_mode):
+                    return False
+                if moved is None:
+                    moved = []
+                moved.append((name, key))
+        if moved:
+            for name, key in moved:
+                self._modified(node, name, key, out)
+        return True
+
     def _link_entry(self, node, e, out, recurse, stack, kids_seen):
         """A symlink entry. Returns 1 when a known file was confirmed, -1 when
         a known file was dropped, else 0."""
@@ -658,6 +708,7 @@ class Watcher:
         except OSError:
             st = None
         if st is None or _S_ISDIR(st.st_mode):
+            node.dkey = None  # list it, whatever its mtime says
             self._scan_dir(node, out, False, stack)
             return True
         key = _key(st)
@@ -718,6 +769,7 @@ class Watcher:
                 # Whatever is at this path now (nothing, a file, a symlink to
                 # follow, a new directory), the parent's listing decides it.
                 if parent.children.get(node.name) is node:
+                    parent.dkey = None  # list it, whatever its mtime says
                     self._scan_dir(parent, out, False, stack)
             else:  # the root itself is gone: everything under it is deleted
                 for name in list(node.files):

@@ -490,6 +490,67 @@ def test_hot_dir_deleted(tree):
     assert w.poll_once() is None
 
 
+def _listed_dirs(w, monkeypatch):
+    """Run one full pass and return the paths of the directories it listed."""
+    listed = []
+    real = os.scandir
+
+    def spy(fd):
+        listed.append(os.readlink("/proc/self/fd/%d" % fd))
+        return real(fd)
+    monkeypatch.setattr(os, "scandir", spy)
+    try:
+        batch = w.poll_once()
+    finally:
+        monkeypatch.setattr(os, "scandir", real)
+    return batch, sorted(listed)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_full_pass_lists_only_directories_whose_mtime_moved(tree, monkeypatch):
+    for d in (tree, tree / "views", tree / "pkg", tree / "pkg" / "util"):
+        set_mtime(d, 10 ** 18)  # long settled
+    w = make(tree)
+    w.poll_once()  # the first pass after the baseline trusts the keys it records
+    # an in-place write moves no directory: nothing is listed, the stat sees it
+    write(tree / "pkg" / "util" / "u.go", "in place, longer")
+    batch, listed = _listed_dirs(w, monkeypatch)
+    assert rel(batch, tree) == ([], ["pkg/util/u.go"], [])
+    assert listed == []
+    # a new file moves its directory's mtime: that directory alone is listed
+    write(tree / "views" / "new.html")
+    batch, listed = _listed_dirs(w, monkeypatch)
+    assert rel(batch, tree) == (["views/new.html"], [], [])
+    assert listed == [str(tree / "views")]
+    # ...and, its mtime being recent, again on the next pass (a same-tick change could hide)
+    batch, listed = _listed_dirs(w, monkeypatch)
+    assert batch is None and listed == [str(tree / "views")]
+
+
+def test_same_tick_change_after_a_listing_is_still_seen(tree):
+    w = make(tree)
+    d = tree / "views"
+    before = os.stat(str(d)).st_mtime_ns  # recent: the tree was just written
+    w.poll_once()
+    # a file created in the same clock tick as that listing leaves the mtime as it was
+    write(d / "late.html")
+    set_mtime(d, before)
+    assert rel(w.poll_once(), tree) == (["views/late.html"], [], [])
+
+
+def test_directories_are_all_listed_now_and_then(tree):
+    """The safety net for filesystems whose directory mtimes do not move."""
+    set_mtime(tree, 10 ** 18)
+    w = make(tree)
+    w.poll_once()
+    write(tree / "hidden.go")
+    set_mtime(tree, 10 ** 18)  # the directory's mtime did not move
+    assert w.poll_once() is None
+    w._next_list_all = 0.0  # the time for the list-everything pass has come
+    assert rel(w.poll_once(), tree) == (["hidden.go"], [], [])
+    assert w.last_pass_listed_all
+
+
 def test_interval_is_adaptive_within_bounds_unless_set(tree):
     w = make(tree)
     assert MIN_INTERVAL_S <= w.full_interval_s <= MAX_INTERVAL_S
@@ -779,14 +840,34 @@ def apply_op(root, op, i, j, k):
         pass  # a random operation may be impossible on the current tree
 
 
+_AGED = [10 ** 18]  # next "old" directory mtime handed out by age_dirs
+
+
+def age_dirs(root):
+    """Give every directory touched since the last call a new mtime far in the
+    past, never one it had before: as if time had passed since the change.
+    Without it every directory is too recent to trust its (mtime, inode), and
+    the full pass would list them all instead of stat'ing known files only."""
+    for dp, dns, _fns in os.walk(root):
+        for p in [dp] + [os.path.join(dp, d) for d in dns if os.path.islink(os.path.join(dp, d))]:
+            if os.path.islink(p):
+                continue
+            try:
+                if os.stat(p).st_mtime_ns > 15 * 10 ** 17:
+                    _AGED[0] += 1000
+                    os.utime(p, ns=(_AGED[0], _AGED[0]))
+            except OSError:
+                pass
+
+
 op_lists = st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 60), st.integers(0, 60),
                               st.integers(0, 60)), min_size=1, max_size=25)
 
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(ops=op_lists, follow=st.booleans(), star=st.booleans())
-def test_tiers_and_inotify_match_a_reference_scan(tmp_path, ops, follow, star):
+@given(ops=op_lists, follow=st.booleans(), star=st.booleans(), aged=st.booleans())
+def test_tiers_and_inotify_match_a_reference_scan(tmp_path, ops, follow, star, aged):
     with tempfile.TemporaryDirectory(dir=str(tmp_path)) as top:
         root = os.path.join(top, "r")
         os.mkdir(root)
@@ -794,6 +875,8 @@ def test_tiers_and_inotify_match_a_reference_scan(tmp_path, ops, follow, star):
             with open(os.path.join(root, name), "w") as f:
                 f.write("seed")
         os.mkdir(os.path.join(root, "d"))
+        if aged:
+            age_dirs(root)
         kw = dict(include_ext=["*"] if star else ["go"], exclude_dir=["v"], follow_symlink=follow)
         poller = make(root, **kw)
         ino = make(root, "inotify", **kw) if HAVE_INOTIFY else None
@@ -804,6 +887,8 @@ def test_tiers_and_inotify_match_a_reference_scan(tmp_path, ops, follow, star):
                 assert ino.snapshot() == prev
             for op in ops:
                 apply_op(root, *op)
+                if aged:
+                    age_dirs(root)
                 cur = reference_scan(root, poller.filters, follow)
                 want = expected_diff(prev, cur)
                 hot, full = poller.poll_hot(), poller.poll_once()
