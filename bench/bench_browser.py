@@ -27,7 +27,6 @@ goes to stderr.
 
 import argparse
 import json
-import math
 import os
 import random
 import shutil
@@ -41,34 +40,10 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
+from benchlib import free_port, percentile, wait_for  # noqa: E402
 from browser import BrowserError, Chromium, find_chromium  # noqa: E402  (tests/browser.py)
 
 GREETING = "Hello from air_std"
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise RuntimeError("timed out after %.0fs waiting for %s" % (timeout, what))
-        time.sleep(0.01)
-
-
-def percentile(samples, pct):
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    rank = max(1, int(math.ceil(pct / 100.0 * len(ordered))))
-    return ordered[rank - 1]
 
 
 class Run:
@@ -112,7 +87,7 @@ class Run:
 
     def open_tab(self, profile):
         self.chromium = Chromium(profile)
-        wait_for(lambda: self._serving(), 30, "the example page through the proxy")
+        wait_for(lambda: self._serving(), 30, what="the example page through the proxy")
         self.tab = self.chromium.new_tab(self.url)
         self.wait_loads(1, 30)
         self.wait_connected()
@@ -144,7 +119,7 @@ class Run:
 
     def wait_loads(self, count, timeout=20):
         return wait_for(lambda: len(self.loads()) >= count and self.loads(), timeout,
-                        "%d load beacon(s)" % count)
+                        what="%d load beacon(s)" % count)
 
     def wait_connected(self, timeout=20):
         def connected():
@@ -152,7 +127,7 @@ class Run:
                 return self.tab.evaluate("window.__airStd ? window.__airStd.state : ''", timeout=2) == "open"
             except BrowserError:
                 return False  # between two documents
-        wait_for(connected, timeout, "the live-reload client to connect")
+        wait_for(connected, timeout, what="the live-reload client to connect")
 
     def sample(self, path, content, pause_s):
         """Seconds from writing `content` to `path` to the first load beacon
@@ -170,7 +145,7 @@ class Run:
                     return entry
             return None
         try:
-            got = wait_for(reloaded, 20, "the reload after writing %s" % os.path.relpath(path, self.dir))
+            got = wait_for(reloaded, 20, what="the reload after writing %s" % os.path.relpath(path, self.dir))
         except RuntimeError as exc:
             self.missed += 1
             progress("MISSED: %s\n%s" % (exc, self.diagnosis()))

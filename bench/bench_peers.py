@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """air_std against the watchers a user would pick instead (issue 5), in one run.
 
-    python3 bench/bench_peers.py            # full run (about 15 minutes)
+    python3 bench/bench_peers.py            # full run (about 20 minutes)
     python3 bench/bench_peers.py --quick    # fewer samples, 10k files only (about 5 minutes)
 
 Tools, each restarting a small app on every change:
-- air_std: the pyz built by `make -s pyz`, polling (default) and build.watcher = "inotify";
+- air_std: the pyz built by `make -s pyz`: polling (default), polling with a
+  fixed 350 ms full pass (to compare CPU at equal first-edit latency with
+  watchfiles' polling), and build.watcher = "inotify";
 - watchfiles CLI: default (inotify through Rust notify) and WATCHFILES_FORCE_POLLING=1;
 - watchmedo auto-restart (watchdog): default (inotify) and --debug-force-polling;
 - nodemon: default (chokidar, fs.watch) and --legacy-watch (polling).
@@ -26,9 +28,10 @@ Measured for each tool and mode, from the same run on the same trees:
   touched before);
 - edit -> HTTP: examples/hello copied to a temporary directory, main.py
   rewritten with a new greeting, time until GET / on the app's port (no proxy)
-  answers with it. air_std uses the example's .air.toml with delay = 0 and the
-  proxy off (so its py_compile build step is included); the peers run
-  `python3 main.py` directly.
+  answers with it. Every tool runs `python3 main.py`: air_std uses the
+  example's .air.toml with delay = 0, the proxy off and build.cmd = "" (the
+  same work as the peers); its figure with the example's py_compile build step
+  kept is given in the notes.
 Every tool gets its smallest debounce: air_std delay = 0, nodemon --delay 0,
 watchmedo --debounce-interval 0; watchfiles has no CLI setting (it waits 50 ms
 without events). Polling intervals are each tool's default.
@@ -56,11 +59,11 @@ import sys
 import tempfile
 import time
 
+from benchlib import free_port, make_tree, percentile, wait_for
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 GREETING = "Hello from air_std"
-EXTS = ("go", "html", "txt", "js", "py")
-FILES_PER_DIR = 50
 
 APP_SRC = r'''"""Benchmark app: note the start time in the marker file, then wait to be stopped."""
 import os, signal, sys, time
@@ -88,6 +91,7 @@ def py_html(change, path):
 # (tool, mode, description, poll period in s used to spread the writes)
 ROWS = [
     ("air_std", "poll", "polling (default: adaptive full pass <= 2 s, hot set 100 ms)", 2.0),
+    ("air_std", "poll350", "polling, full pass every 350 ms (build.poll_interval = 350)", 0.35),
     ("air_std", "inotify", 'inotify (build.watcher = "inotify")', 0.3),
     ("watchfiles", "native", "inotify (Rust notify; default)", 0.3),
     ("watchfiles", "poll", "polling 300 ms (WATCHFILES_FORCE_POLLING=1)", 0.3),
@@ -227,25 +231,6 @@ class Proc:
         return problem
 
 
-def wait_for(pred, timeout, step=0.01):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(step)
-
-
-def percentile(samples, pct):
-    ordered = sorted(samples)
-    rank = max(1, -(-len(ordered) * pct // 100))
-    return ordered[int(rank) - 1]
-
-
-# -- setup -------------------------------------------------------------------------
-
 def run_quiet(argv, timeout, **kw):
     """(ok, last line of output)."""
     try:
@@ -313,21 +298,6 @@ def build_pyz(top):
     return (pyz, ver)
 
 
-def make_tree(root, n_files):
-    """n_files files, 50 per directory, two levels deep, five extensions (as bench_watcher)."""
-    made = 0
-    for d in range(max(1, n_files // FILES_PER_DIR)):
-        path = os.path.join(root, "pkg%02d" % (d % 20), "module%04d" % (d // 20))
-        os.makedirs(path, exist_ok=True)
-        for f in range(FILES_PER_DIR):
-            if made == n_files:
-                return
-            name = "handler_%06d.%s" % (made, EXTS[f % len(EXTS)])
-            with open(os.path.join(path, name), "w") as fh:
-                fh.write("x" * (f * 37 % 3000))
-            made += 1
-
-
 # -- commands ------------------------------------------------------------------------
 
 class Scenario:
@@ -343,9 +313,12 @@ def command(tool, mode, exe, scen, top):
     app_shell = " ".join(shlex.quote(a) for a in scen.app_argv)
     env = {}
     if tool == "air_std":
-        if scen.name == "hello":
-            # the example's own .air.toml (cwd), with delay 0 and no proxy
+        if scen.name in ("hello", "hello-build"):
+            # the example's own .air.toml (cwd), with delay 0 and no proxy; "hello"
+            # drops its py_compile build so that air_std does what the peers do
             argv = [sys.executable, exe, "--build.delay", "0", "--proxy.enabled", "false"]
+            if scen.name == "hello":
+                argv += ["--build.cmd", ""]
         else:
             conf = os.path.join(top, "air-%s.toml" % scen.name)
             with open(conf, "w") as f:
@@ -356,6 +329,10 @@ def command(tool, mode, exe, scen, top):
             argv = [sys.executable, exe, "-c", conf]
         if mode == "inotify":
             argv += ["--build.watcher", "inotify"]
+        elif mode == "poll350":
+            # a fixed interval at which a file's first edit is seen about as fast as
+            # watchfiles' polling sees it: CPU compared at equal latency
+            argv += ["--build.poll_interval", "350"]
     elif tool == "watchfiles":
         env["PYTHONPATH"] = top
         if mode == "poll":
@@ -467,13 +444,6 @@ def edit_http(proc, main_py, src, port, labels, period, timeout=3.5):
     return lat
 
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Bench:
     def __init__(self, top, quick, skip_100k, only):
         self.top, self.quick = top, quick
@@ -565,23 +535,28 @@ class Bench:
         finally:
             self.finish(row, proc)
 
-    def hello(self, row, exe):
-        work = os.path.join(self.top, "hello-%s-%s" % row[:2])
+    def hello(self, row, exe, name="hello"):
+        work = os.path.join(self.top, "%s-%s-%s" % ((name,) + row[:2]))
         shutil.copytree(os.path.join(REPO, "examples", "hello"), work,
                         ignore=shutil.ignore_patterns("tmp", "__pycache__"))
         main_py = os.path.join(work, "main.py")
         with open(main_py) as f:
             src = f.read()
         port = free_port()
-        scen = Scenario("hello", work, ("py", "html"), ["python3", "main.py"], work)
-        progress("%s %s: edit -> HTTP on examples/hello" % row[:2])
-        proc = self.start(row, exe, scen, "hello", lambda: GREETING in http_body(port), 60,
+        scen = Scenario(name, work, ("py", "html"), ["python3", "main.py"], work)
+        progress("%s %s: edit -> HTTP on examples/hello%s"
+                 % (row[0], row[1], " with its build step" if name == "hello-build" else ""))
+        proc = self.start(row, exe, scen, name, lambda: GREETING in http_body(port), 60,
                           env=dict(self.env, PORT=str(port)))
         try:
             time.sleep(0.5)
             edit_http(proc, main_py, src, port, ["Warm-up edit"], row[3])
             labels = ["Edit number %d" % i for i in range(self.samples)]
-            self.cell(row, "http", fmt_lat(edit_http(proc, main_py, src, port, labels, row[3])))
+            lat = fmt_lat(edit_http(proc, main_py, src, port, labels, row[3]))
+            if name == "hello":
+                self.cell(row, "http", lat)
+            else:
+                self.note(row, "edit->HTTP with the example's py_compile build step kept: %s ms" % lat)
         finally:
             self.finish(row, proc)
 
@@ -602,8 +577,12 @@ class Bench:
             if isinstance(got, str):
                 self.cell(row, "unavailable", got)
                 continue
-            for what, fn in (("10k tree", lambda: self.tree(row, got[0], tree10, 10000, "t10k", True)),
-                             ("example app", lambda: self.hello(row, got[0]))):
+            steps = [("10k tree", lambda: self.tree(row, got[0], tree10, 10000, "t10k", True)),
+                     ("example app", lambda: self.hello(row, got[0]))]
+            if row[0] == "air_std" and row[1] != "poll350":
+                steps.append(("example app with its build",
+                              lambda: self.hello(row, got[0], "hello-build")))
+            for what, fn in steps:
                 try:
                     fn()
                 except Exception as exc:  # one tool failing must not stop the others
@@ -673,8 +652,9 @@ def report(bench, rows, tools, versions, elapsed, machine_line):
           "measured again); .go and .html watched (40%% of the files). "
           "Detection: append to a .go file -> the restarted app's first line (includes stopping "
           "the old app and starting Python). edit->HTTP: examples/hello, main.py rewritten -> "
-          "GET / on the app's port shows it; air_std runs the example's py_compile build "
-          "(delay = 0, proxy off), the peers run `python3 main.py` directly."
+          "GET / on the app's port shows it; every tool runs `python3 main.py` (air_std: the "
+          "example's .air.toml with delay = 0, proxy off and build.cmd = \"\"; the notes give "
+          "air_std's figure with the example's py_compile build step kept)."
           % (bench.samples, bench.settle_window_s))
     print()
     print("Settings: air_std `delay = 0`, on the trees `cmd = \"true\"` and `entrypoint` the app; "

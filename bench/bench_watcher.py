@@ -29,26 +29,8 @@ sys.path.insert(0, REPO)
 
 from air_std.filters import PathFilter  # noqa: E402
 from air_std.watcher import Watcher  # noqa: E402
+from benchlib import make_tree  # noqa: E402
 
-EXTS = ("go", "html", "txt", "js", "py")
-FILES_PER_DIR = 50
-
-
-def make_tree(root, n_files):
-    """n_files files, 50 per directory, two levels deep, five extensions.
-    Names are unique (no help from repeated strings) and ~15 characters."""
-    n_dirs = max(1, n_files // FILES_PER_DIR)
-    made = 0
-    for d in range(n_dirs):
-        path = os.path.join(root, "pkg%02d" % (d % 20), "module%04d" % (d // 20))
-        os.makedirs(path, exist_ok=True)
-        for f in range(FILES_PER_DIR):
-            if made == n_files:
-                return
-            name = "handler_%06d.%s" % (made, EXTS[f % len(EXTS)])
-            with open(os.path.join(path, name), "w") as fh:
-                fh.write("x" * (f * 37 % 3000))
-            made += 1
 
 
 def all_files(root):
