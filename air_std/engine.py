@@ -18,14 +18,13 @@ import errno
 import logging
 import os
 import queue
-import select
 import shutil
 import signal
 import sys
 import threading
 import time
 
-from air_std import envfile, process
+from air_std import envfile, process, waitio
 from air_std.errors import AirError
 
 log = logging.getLogger("air_std.main")
@@ -95,7 +94,7 @@ class Engine:
     def _read_wakeups(self, timeout):
         """Wait up to timeout for bytes on the self-pipe; return them (b"" on timeout)."""
         try:
-            ready, _, _ = select.select([self._wake_r], [], [], timeout)
+            ready = waitio.readable([self._wake_r], timeout)
         except OSError as exc:  # EINTR is retried by Python; anything else is real
             if exc.errno != errno.EINTR:
                 raise

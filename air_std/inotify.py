@@ -10,9 +10,10 @@ Events are hints: the watcher confirms each by listing or stating the path.
 import ctypes
 import errno
 import os
-import select
 import struct
 import sys
+
+from air_std import waitio
 
 __all__ = ["Inotify", "IN_ISDIR", "IN_Q_OVERFLOW", "IN_IGNORED", "STRUCTURE", "WATCH_MASK"]
 
@@ -106,7 +107,7 @@ class Inotify:
         if self.fd < 0:
             return []
         try:
-            ready, _, _ = select.select([self.fd], [], [], max(0.0, timeout_s))
+            ready = waitio.readable([self.fd], timeout_s)
         except InterruptedError:
             return []
         if not ready:

@@ -14,12 +14,13 @@ stopped and reaped. On platforms without /proc only the group is handled.
 
 import logging
 import os
-import select
 import signal
 import subprocess
 import sys
 import threading
 import time
+
+from air_std import waitio
 
 IS_WINDOWS = os.name == "nt"
 _pidfd_open = getattr(os, "pidfd_open", None)  # Linux, Python >= 3.9: a wakeup at a child's exit
@@ -256,9 +257,7 @@ def _wait_exit(proc, timeout_s):
             pass
         return
     try:
-        select.select([fd], [], [], timeout_s)
-    except (OSError, ValueError):
-        pass
+        waitio.readable([fd], timeout_s)
     finally:
         os.close(fd)
     proc.poll()

@@ -14,7 +14,6 @@ build and stops the app before the thread ends.
 import logging
 import os
 import queue
-import select
 import shlex
 import shutil
 import signal
@@ -22,7 +21,7 @@ import subprocess
 import threading
 import time
 
-from air_std import envfile, log as airlog, process
+from air_std import envfile, log as airlog, process, waitio
 from air_std.messages import STOP, ChangeBatch
 
 log = logging.getLogger("air_std.runner")
@@ -221,7 +220,7 @@ class Runner:
         held = False
         try:
             while True:
-                ready, _, _ = select.select([fd], [], [], self.tick_s)
+                ready = waitio.readable([fd], self.tick_s)
                 if ready:
                     chunk = os.read(fd, 65536)
                     if not chunk:
@@ -261,7 +260,7 @@ class Runner:
         """Pass on output of processes a build left running (never blocks)."""
         if not self._strays:
             return
-        ready, _, _ = select.select(self._strays, [], [], 0)
+        ready = waitio.readable(self._strays, 0)
         for f in ready:
             chunk = os.read(f.fileno(), 65536)
             if not chunk:
