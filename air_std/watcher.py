@@ -16,9 +16,10 @@ How a pass stays cheap (issue 5):
   listing: creating, deleting or renaming an entry moves the directory's
   mtime, writing to a file does not, so an unmoved directory costs one fstat
   plus one fstatat per known file and no getdents (about half the pass).
-  A listing whose key was less than _RACY_NS old is not trusted (a change in
-  the same clock tick would hide behind it), and every LIST_ALL_EVERY_S the
-  pass lists everything, for filesystems whose directory mtimes lag.
+  A listing is trusted only if it was complete and the key was at least
+  _RACY_NS old (a change in the same timestamp tick would hide behind it),
+  and every LIST_ALL_EVERY_S the pass lists everything, for filesystems
+  whose directory mtimes lag.
 - Pruned directories (tmp, testdata, hidden ones, exclude_dir) are never
   opened.
 
@@ -70,7 +71,7 @@ _time_ns = time.time_ns
 # this recent when listed is listed again on the next pass; the periodic
 # list-everything pass is the safety net for anything else (clock skew on
 # network filesystems).
-_RACY_NS = 1000000000
+_RACY_NS = 3000000000  # FAT keeps mtimes to 2 s, ext3 and HFS+ to 1 s
 
 # Errors meaning "no directory here any more" (ELOOP: it became a symlink loop).
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
@@ -503,10 +504,12 @@ class Watcher:
                 if recurse:
                     stack.extend([(child, True) for child in node.children.values()])
                 return
-            # The key is taken before the listing; while it is recent a change in
-            # the same clock tick could hide behind it, so such a directory is
-            # listed again next time.
-            node.dkey = dkey if abs(_time_ns() - st.st_mtime_ns) >= _RACY_NS else None
+            # The key is taken before the listing and kept only if the listing
+            # was complete and the mtime settled: a change in the same timestamp
+            # tick could hide behind a recent one (or one in the future).
+            settled = _time_ns() - st.st_mtime_ns >= _RACY_NS
+            node.dkey = None
+            clean = True
             try:
                 with os.scandir(fd) as it:
                     ents = list(it)
@@ -536,6 +539,7 @@ class Watcher:
                         key = (st.st_ino << 128) + (st.st_size << 64) + st.st_mtime_ns
                     except OSError:
                         key = None
+                        clean = False
                     if key == old:
                         seen_files += 1
                         continue
@@ -572,7 +576,8 @@ class Watcher:
                         continue
                     try:
                         st = e.stat()
-                    except OSError:  # gone since the listing
+                    except OSError:  # gone since the listing, or not ours to stat
+                        clean = False
                         continue
                     files[name] = (st.st_ino << 128) + (st.st_size << 64) + st.st_mtime_ns
                     if out is not None:
@@ -582,7 +587,8 @@ class Watcher:
                     continue
                 try:
                     st = e.stat()
-                except OSError:  # gone since the listing
+                except OSError:  # gone since the listing, or not ours to stat
+                    clean = False
                     self._drop_file(node, name, out)
                     n_files -= 1
                     continue
@@ -600,6 +606,8 @@ class Watcher:
                     self._drop_child(node, name, out)
             if not links and node in self._link_nodes:
                 self._link_nodes.discard(node)
+            if clean and settled:
+                node.dkey = dkey
         finally:
             os.close(fd)
 
@@ -763,6 +771,7 @@ class Watcher:
                 self._unwatch(n)
 
     def _unreadable(self, node, e, out, stack):
+        node.dkey = None  # whatever comes back at this path must be listed
         if e.errno in _GONE:
             parent = node.parent
             if parent is not None:

@@ -336,6 +336,72 @@ def test_root_disappearing_reports_everything_deleted(tmp_path):
     assert rel(w.poll_once(), root) == (["a.go"], [], [])
 
 
+def test_root_moved_away_and_back_is_listed_again(tmp_path):
+    """Its (mtime, inode) are as before, but what it held was reported deleted."""
+    root = tmp_path / "proj"
+    write(root / "a.go")
+    write(root / "sub" / "b.go")
+    for d in (root, root / "sub"):
+        set_mtime(d, 10 ** 18)  # settled: keys recorded by a listing are trusted
+    w = make(root)
+    assert w.poll_once() is None
+    os.rename(str(root), str(tmp_path / "away"))
+    assert rel(w.poll_once(), root) == ([], [], ["a.go", "sub/b.go"])
+    os.rename(str(tmp_path / "away"), str(root))
+    assert rel(w.poll_once(), root) == (["a.go", "sub/b.go"], [], [])
+
+
+def _without_dac_override(cmd):
+    """cmd run with root's permission bypass dropped (a no-op for other users)."""
+    if os.geteuid() != 0:
+        return cmd
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv(1) is missing to drop CAP_DAC_OVERRIDE")
+    caps = "-dac_override,-dac_read_search"
+    return [setpriv, "--inh-caps=" + caps, "--bounding-set=" + caps] + cmd
+
+
+_UNSEARCHABLE_SCRIPT = r"""
+import json, os, queue, sys, threading
+sys.path.insert(0, sys.argv[1])
+from air_std.filters import PathFilter
+from air_std.watcher import Watcher
+root = sys.argv[2]
+d = os.path.join(root, "d")
+w = Watcher(root, PathFilter(include_ext=["go"]), queue.Queue(), threading.Event())
+w.poll_once()
+w.poll_once()
+def step():
+    b = w.poll_once()
+    return None if b is None else [sorted(os.path.relpath(p, root) for p in x)
+                                   for x in (b.created, b.modified, b.deleted)]
+os.chmod(d, 0o600)  # listable, but its files cannot be stat'ed
+os.utime(d, ns=(10 ** 18, 10 ** 18))
+out = [step()]
+os.chmod(d, 0o700)  # only the ctime moves
+out.append(step())
+print(json.dumps(out))
+"""
+
+
+def test_files_hidden_by_a_passing_permission_come_back(tmp_path):
+    """A listing that could not stat some entries is not trusted later."""
+    root = tmp_path / "proj"
+    write(root / "d" / "a.go")
+    for d in (root, root / "d"):
+        set_mtime(d, 10 ** 18)
+    cmd = _without_dac_override([sys.executable, "-c", _UNSEARCHABLE_SCRIPT, str(REPO), str(root)])
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    finally:
+        (root / "d").chmod(0o755)
+    if proc.returncode != 0 and b"setpriv" in proc.stderr:
+        pytest.skip("cannot drop capabilities here: %s" % proc.stderr.decode(errors="replace"))
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert json.loads(proc.stdout.decode()) == [[[], [], ["d/a.go"]], [["d/a.go"], [], []]]
+
+
 _PERM_SCRIPT = r"""
 import json, logging, os, queue, sys, threading
 sys.path.insert(0, sys.argv[1])
@@ -365,14 +431,7 @@ def test_permission_denied_dir_warns_once_and_keeps_what_it_knew(tmp_path):
     write(root / "locked" / "b.go")
     write(root / "later" / "c.go")
     (root / "locked").chmod(0)
-    cmd = [sys.executable, "-c", _PERM_SCRIPT, str(REPO), str(root)]
-    if os.geteuid() == 0:
-        # root ignores permissions; drop the two capabilities that let it.
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root and setpriv(1) is missing to drop CAP_DAC_OVERRIDE")
-        caps = "-dac_override,-dac_read_search"
-        cmd = [setpriv, "--inh-caps=" + caps, "--bounding-set=" + caps] + cmd
+    cmd = _without_dac_override([sys.executable, "-c", _PERM_SCRIPT, str(REPO), str(root)])
     try:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
     finally:
