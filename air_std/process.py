@@ -66,30 +66,76 @@ def _forget(proc):
 
 
 def _proc_table():
-    """{pid: (ppid, pgid, state)} read from /proc; {} where there is no /proc."""
-    table = {}
+    """{pid: (ppid, pgid, state)} of the processes below air_std (a superset
+    where the kernel has no /proc/PID/task/TID/children); None without /proc.
+
+    Every caller asks about air_std's own subtree, so where the kernel lists
+    each thread's children only that subtree is read: a few files, instead of
+    one per process on the machine (a busy CI host has hundreds)."""
+    if _CHILDREN_FILES:
+        return _subtree_table(os.getpid())
     try:
         names = os.listdir("/proc")
     except OSError:
-        return table
+        return None
+    table = {}
     for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name, "rb") as f:
-                data = f.read()
-        except OSError:  # exited while we listed
-            continue
-        # the command name may hold spaces and parentheses: split after the last ')'
-        fields = data[data.rfind(b")") + 2:].split()
-        if len(fields) >= 3:
-            table[int(name)] = (int(fields[1]), int(fields[2]), fields[0].decode())
+        if name.isdigit():
+            entry = _stat_entry(name)
+            if entry is not None:
+                table[int(name)] = entry
     return table
+
+
+def _stat_entry(pid):
+    """(ppid, pgid, state) from /proc/PID/stat; None once it is gone."""
+    try:
+        with open("/proc/%s/stat" % pid, "rb") as f:
+            data = f.read()
+    except OSError:  # exited while we looked
+        return None
+    # the command name may hold spaces and parentheses: split after the last ')'
+    fields = data[data.rfind(b")") + 2:].split()
+    if len(fields) < 3:
+        return None
+    return int(fields[1]), int(fields[2]), fields[0].decode()
+
+
+def _subtree_table(root_pid):
+    table = {}
+    stack = [root_pid]
+    while stack:
+        pid = stack.pop()
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:  # gone
+            continue
+        for tid in tids:
+            try:
+                with open("/proc/%d/task/%s/children" % (pid, tid), "rb") as f:
+                    kids = f.read().split()
+            except OSError:  # the thread ended
+                continue
+            for kid in map(int, kids):
+                if kid not in table:
+                    entry = _stat_entry(kid)
+                    if entry is not None:
+                        table[kid] = entry
+                        stack.append(kid)
+    return table
+
+
+def _has_children_files():
+    me = os.getpid()
+    return os.path.exists("/proc/%d/task/%d/children" % (me, me))
+
+
+_CHILDREN_FILES = not IS_WINDOWS and _has_children_files()
 
 
 def descendants(root_pid, table=None):
     """Every pid below root_pid in the parent chain (from /proc)."""
-    table = _proc_table() if table is None else table
+    table = (_proc_table() or {}) if table is None else table
     children = {}
     for pid, (ppid, _, _) in table.items():
         children.setdefault(ppid, []).append(pid)
@@ -131,7 +177,7 @@ def reap_orphans():
     me = os.getpid()
     with _tracked_lock:
         tracked = set(_tracked)
-    for pid, (ppid, _, state) in _proc_table().items():
+    for pid, (ppid, _, state) in (_proc_table() or {}).items():
         if ppid == me and state == "Z" and pid not in tracked:
             try:
                 os.waitpid(pid, os.WNOHANG)
@@ -152,7 +198,7 @@ def _send(pgids, pids, sig):
             pass
 
 
-def _targets(pgid, known, adopt):
+def _targets(pgid, known, adopt, table=None):
     """(groups, loose pids) still alive among the group and the known descendants.
 
     adopt: also take orphans re-parented to air_std that carry the app's tag in
@@ -161,8 +207,8 @@ def _targets(pgid, known, adopt):
     Only processes below air_std are ever signalled: after the leader is reaped
     its pid (and so its group id) may belong to an unrelated process.
     """
-    table = _proc_table()
-    if not table:  # no /proc: trust the group signal alone
+    table = _proc_table() if table is None else table
+    if table is None:  # no /proc: trust the group signal alone
         try:
             os.killpg(pgid, 0)
             return {pgid}, set()
@@ -197,10 +243,11 @@ def stop(proc, sig=signal.SIGTERM, grace_s=0.5, name="app", force=None, adopt=Fa
     if IS_WINDOWS:
         return _stop_windows(proc, grace_s)
     pgid = proc.pid
-    known = descendants(proc.pid)
+    table = _proc_table()  # one read of /proc for both questions: signal sooner
+    known = descendants(proc.pid, table or {})
     force = force or threading.Event()
     if not force.is_set() and grace_s > 0:
-        groups, loose = _targets(pgid, known, adopt)
+        groups, loose = _targets(pgid, known, adopt, table)
         _send(groups, loose, sig)
         if _wait_gone(proc, pgid, known, grace_s, force, adopt):
             return _finish(proc)
@@ -284,7 +331,7 @@ def release(proc):
 def group_alive(pgid):
     """Is any live process below air_std still in group pgid?"""
     table = _proc_table()
-    if not table:
+    if table is None:  # no /proc
         try:
             os.killpg(pgid, 0)
             return True
@@ -297,13 +344,13 @@ def kill_all_descendants():
     """Last resort at shutdown: SIGKILL everything below air_std, then reap it."""
     if IS_WINDOWS:
         return 0
-    table = _proc_table()
+    table = _proc_table() or {}
     victims = descendants(os.getpid(), table)
     _send((), victims, signal.SIGKILL)
     deadline = time.monotonic() + 2.0
     while victims and time.monotonic() < deadline:
         reap_orphans()
-        table = _proc_table()
+        table = _proc_table() or {}
         victims = {p for p in victims if _alive(p, table)}
         threading.Event().wait(0.01)
     return len(victims)

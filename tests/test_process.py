@@ -42,6 +42,30 @@ def subreaper():
     assert process.make_subreaper()
 
 
+@pytest.fixture(autouse=True, params=["children-files", "full-scan"])
+def proc_reading(request, monkeypatch):
+    """Every test runs with both ways of reading /proc: air_std's subtree through
+    /proc/PID/task/TID/children, and the scan of every process (older kernels)."""
+    if request.param == "children-files":
+        if not process._CHILDREN_FILES:
+            pytest.skip("this kernel has no /proc/PID/task/TID/children")
+    else:
+        monkeypatch.setattr(process, "_CHILDREN_FILES", False)
+    return request.param
+
+
+def test_both_readings_of_proc_agree_on_the_subtree(tmp_path, monkeypatch):
+    proc, pids = start_tree(tmp_path)
+    try:
+        me = os.getpid()
+        mine = process.descendants(me)
+        monkeypatch.setattr(process, "_CHILDREN_FILES", not process._CHILDREN_FILES)
+        assert process.descendants(me) == mine
+        assert set(pids) <= mine
+    finally:
+        process.stop(proc, signal.SIGTERM, grace_s=0.3, adopt=True)
+
+
 def start_tree(tmp_path):
     script = tmp_path / "tree.py"
     script.write_text(TREE)
