@@ -59,7 +59,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import free_port, make_tree, percentile, wait_for
+from benchlib import cpu_model, free_port, make_tree, percentile, wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -621,15 +621,7 @@ def fmt_lat(lat):
 
 
 def machine(top):
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     fs = subprocess.run(["stat", "-f", "-c", "%T", top], stdout=subprocess.PIPE,
                         universal_newlines=True, timeout=30).stdout.strip()
     return "%s; %s; %d CPUs; Python %s; %s; trees on %s" % (

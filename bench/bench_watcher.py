@@ -29,7 +29,7 @@ sys.path.insert(0, REPO)
 
 from air_std.filters import PathFilter  # noqa: E402
 from air_std.watcher import Watcher  # noqa: E402
-from benchlib import make_tree  # noqa: E402
+from benchlib import cpu_model, make_tree  # noqa: E402
 
 
 
@@ -277,15 +277,7 @@ def bench_rss(trees):
 
 
 def machine():
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     load = "load average %.2f at start" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
     return "%s; %s; %d CPUs; Python %s; %s; %s" % (
         time.strftime("%Y-%m-%d"), cpu, os.cpu_count() or 0, platform.python_version(),

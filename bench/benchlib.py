@@ -1,4 +1,4 @@
-"""Helpers shared by the scripts in bench/: test trees, ports, waiting, percentiles.
+"""Helpers shared by the scripts in bench/: test trees, ports, waiting, percentiles, the CPU.
 
 Standard library only; each bench script imports it from its own directory
 (`python3 bench/bench_x.py` puts bench/ on sys.path). Nothing here starts a
@@ -7,6 +7,7 @@ thread or a process.
 
 import math
 import os
+import platform
 import socket
 import time
 
@@ -57,3 +58,15 @@ def percentile(samples, pct):
     ordered = sorted(samples)
     rank = max(1, int(math.ceil(pct / 100.0 * len(ordered))))
     return ordered[rank - 1]
+
+
+def cpu_model():
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
