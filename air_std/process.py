@@ -101,27 +101,44 @@ def _stat_entry(pid):
     return int(fields[1]), int(fields[2]), fields[0].decode()
 
 
+def _children(pid):
+    """Children of every thread of pid; [] once it is gone."""
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return []
+    kids = []
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, tid), "rb") as f:
+                kids.extend(map(int, f.read().split()))
+        except OSError:  # the thread ended
+            continue
+    return kids
+
+
 def _subtree_table(root_pid):
     table = {}
-    stack = [root_pid]
-    while stack:
-        pid = stack.pop()
-        try:
-            tids = os.listdir("/proc/%d/task" % pid)
-        except OSError:  # gone
-            continue
-        for tid in tids:
-            try:
-                with open("/proc/%d/task/%s/children" % (pid, tid), "rb") as f:
-                    kids = f.read().split()
-            except OSError:  # the thread ended
-                continue
-            for kid in map(int, kids):
-                if kid not in table:
-                    entry = _stat_entry(kid)
-                    if entry is not None:
-                        table[kid] = entry
-                        stack.append(kid)
+
+    def add(pids):
+        stack = list(pids)
+        while stack:
+            pid = stack.pop()
+            if pid not in table:
+                entry = _stat_entry(pid)
+                if entry is not None:
+                    table[pid] = entry
+                    stack.extend(_children(pid))
+
+    add(_children(root_pid))
+    # A process whose parent exits while we walk moves to the subreaper (the
+    # root) after we may have read the root's list and before its old parent's:
+    # read the root's list again until it brings nobody new.
+    for _ in range(10):
+        new = [pid for pid in _children(root_pid) if pid not in table]
+        if not new:
+            break
+        add(new)
     return table
 
 

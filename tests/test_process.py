@@ -5,6 +5,7 @@ import signal
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -64,6 +65,50 @@ def test_both_readings_of_proc_agree_on_the_subtree(tmp_path, monkeypatch):
         assert set(pids) <= mine
     finally:
         process.stop(proc, signal.SIGTERM, grace_s=0.3, adopt=True)
+
+
+def test_a_grandchild_reparented_while_proc_is_read_is_never_missed():
+    """B forks D and exits while we read the table: D moves to us (the subreaper)
+    between reads, and a single walk from the top could see neither B's nor our
+    list holding it. stop() would then call the tree gone with D alive."""
+    me = os.getpid()
+    orphans = []
+    misses = reads = 0
+    try:
+        for _ in range(60):
+            r, w = os.pipe()
+            b = os.fork()
+            if b == 0:  # B: fork D, tell its pid, exit a moment later
+                try:
+                    d = os.fork()
+                    if d == 0:
+                        time.sleep(30)
+                        os._exit(0)
+                    os.write(w, b"%d\n" % d)
+                    end = time.monotonic() + 0.002
+                    while time.monotonic() < end:
+                        pass
+                finally:
+                    os._exit(0)
+            os.close(w)
+            d = int(os.read(r, 32))
+            os.close(r)
+            orphans.append(d)
+            reparented = 0
+            while reparented < 3:
+                table = process._proc_table()
+                reads += 1
+                if d not in process.descendants(me, table):
+                    misses += 1
+                with open("/proc/%d/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                        reparented += 1
+            os.waitpid(b, 0)
+    finally:
+        for d in orphans:
+            os.kill(d, signal.SIGKILL)
+            os.waitpid(d, 0)
+    assert misses == 0, "%d of %d reads of /proc missed a live grandchild" % (misses, reads)
 
 
 def start_tree(tmp_path):
