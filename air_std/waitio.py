@@ -7,6 +7,7 @@ limit. Used by whichever thread waits: the engine's main thread (self-pipe),
 the watcher (inotify fd), the runner (build output), process.stop (pidfd).
 """
 
+import errno
 import math
 import select
 
@@ -15,6 +16,7 @@ __all__ = ["readable"]
 _poll = getattr(select, "poll", None)  # every POSIX system; not Windows
 _READY = (getattr(select, "POLLIN", 1) | getattr(select, "POLLPRI", 2)
           | getattr(select, "POLLHUP", 16) | getattr(select, "POLLERR", 8))
+_NVAL = getattr(select, "POLLNVAL", 32)
 
 
 def readable(items, timeout_s):
@@ -30,5 +32,10 @@ def readable(items, timeout_s):
         by_fd[fd] = item
         poller.register(fd, select.POLLIN | select.POLLPRI)
     ms = int(math.ceil(max(0.0, timeout_s) * 1000.0))
-    ready = {fd for fd, events in poller.poll(ms) if events & _READY}
+    ready = set()
+    for fd, events in poller.poll(ms):
+        if events & _NVAL:  # as select() does: a closed fd is an error, not "not ready"
+            raise OSError(errno.EBADF, "fd %d is not open" % fd)
+        if events & _READY:
+            ready.add(fd)
     return [item for fd, item in by_fd.items() if fd in ready]

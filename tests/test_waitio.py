@@ -77,3 +77,11 @@ def test_stopping_an_app_with_many_fds_open_waits_instead_of_spinning(high_pipe)
     assert wall >= 0.5
     # a spin through the grace period would take about as much CPU as wall time
     assert cpu < wall / 2, (cpu, wall)
+
+
+def test_a_closed_fd_is_an_error_not_a_silent_never_ready():
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    with pytest.raises(OSError):
+        waitio.readable([r], 0.2)
