@@ -49,7 +49,7 @@ bench: pyz
 	@if command -v chromium >/dev/null 2>&1; then $(PYTHON) bench/bench_browser.py $(BENCH_ARGS) | tee bench/results/browser.md; \
 	 else echo "bench_browser: skipped (no chromium; apt-get install chromium)"; fi
 
-# air_std against watchfiles, watchmedo and nodemon (installs them in a throwaway venv/npm prefix; ~20 min)
+# air_std against watchfiles, watchmedo and nodemon (installs them in a throwaway venv/npm prefix; ~17 min)
 bench-peers: pyz
 	@mkdir -p bench/results
 	$(PYTHON) bench/bench_peers.py $(BENCH_ARGS) | tee bench/results/peers.md
