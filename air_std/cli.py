@@ -189,7 +189,7 @@ def _run(opts):
     from air_std import log
     log.setup_from_config(cfg, opts.debug)
     from air_std import engine
-    return engine.run(cfg, app_args=opts.app_args, debug=opts.debug)
+    return engine.run(cfg, app_args=opts.app_args)
 
 
 def main(argv=None):

@@ -3,15 +3,19 @@ sequence. Everything here runs on the main thread.
 
 Signals: a handler only writes one byte to a self-pipe. Event.set() takes a
 lock, and a handler that calls it while the main thread is inside the same
-Event's wait() deadlocks (DESIGN.md). The main thread parks in select() on the
-pipe and acts in normal code: the first byte starts the shutdown, a second
-one (another Ctrl-C) sets `force`, which ends every grace period and
-SIGKILLs what is left. Threads that crash write to the same pipe.
+Event's wait() can deadlock (the handler runs on the main thread, between
+two bytecodes of that wait). So the main thread parks in poll() on the pipe
+and acts in normal code: the first byte starts the shutdown, a second one
+(another Ctrl-C) sets `force`, which ends every grace period and SIGKILLs
+what is left. Threads that crash write to the same pipe.
 
-Shutdown order (DESIGN.md): watcher, runner (cancels a build, stops the app),
-post_cmd (bounded), proxy (subscribers closed, server shut down), tmp cleanup
-(only with clean_on_exit, only what air_std made), then a last sweep of any
-descendant and a report of any thread that did not end.
+The parts (watcher, runner, proxy) share one contract (part.Part). They
+start in the order proxy (its port is checked before anything runs),
+watcher (the baseline is taken before the first build), runner; they stop
+in the order data flows: watcher, runner (cancels a build, stops the app,
+runs post_cmd, bounded), proxy (subscribers closed, server shut down).
+Then tmp cleanup (only with clean_on_exit, only what air_std made), a last
+sweep of any descendant, and a report of any thread that did not end.
 """
 
 import errno
@@ -24,7 +28,7 @@ import sys
 import threading
 import time
 
-from air_std import envfile, process, waitio
+from air_std import process, waitio
 from air_std.errors import AirError
 
 log = logging.getLogger("air_std.main")
@@ -32,20 +36,20 @@ log = logging.getLogger("air_std.main")
 # SIGQUIT (Ctrl-\\) is what people press when Ctrl-C seems stuck: it forces at once,
 # instead of killing air_std by default and leaving the app (in its own session) alive.
 SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
-POST_CMD_TIMEOUT_S = 10.0
-JOIN_MARGIN_S = 3.0
 # A signal counts as "second" (force) only this long after the first: `npm run`,
 # yarn and a closing terminal deliver the same Ctrl-C or hang-up twice at once.
 SECOND_SIGNAL_AFTER_S = 0.5
 _CRASH = 0  # byte written by a crashed thread; signal numbers are never 0
 
 
-def run(cfg, app_args=(), debug=False):
+def run(cfg, app_args=()):
     """Run until a signal; return the exit code (0 after a clean stop)."""
     return Engine(cfg, app_args).run()
 
 
 class Engine:
+    """One run of air_std; `run()` on the main thread returns the exit code."""
+
     def __init__(self, cfg, app_args=()):
         self.cfg = cfg
         self.app_args = list(app_args)
@@ -56,7 +60,8 @@ class Engine:
         self._old_handlers = {}
         self._made_tmp = None  # (st_dev, st_ino) of the tmp_dir air_std created
         self._first_signal_at = None
-        self.watcher = self.runner = self.proxy = None
+        self.runner = None
+        self.parts = []  # in stop order
 
     # --- signals through the self-pipe ---
     def _on_signal(self, signum, frame):
@@ -154,37 +159,50 @@ class Engine:
         return code
 
     def _start(self):
-        from air_std.runner import Runner
-        from air_std.watcher import Watcher
         cfg = self.cfg
         self._check_root()
         process.make_subreaper()
         if cfg.misc.startup_banner:
             log.info("%s", cfg.misc.startup_banner)
-        if not os.path.isdir(cfg.tmp_path):
-            try:
-                os.makedirs(cfg.tmp_path)
-                st = os.lstat(cfg.tmp_path)
-                self._made_tmp = (st.st_dev, st.st_ino)
-            except OSError as exc:
-                raise AirError("cannot create tmp_dir %s: %s" % (cfg.tmp_path, exc.strerror))
-        listener = None
+        self._make_tmp()
+        proxy, watcher, runner = self._make_parts()
+        self.runner = runner
+        self.parts = [p for p in (watcher, runner, proxy) if p is not None]
+        for part in (proxy, watcher, runner):
+            if part is None:
+                continue
+            part.on_crash = self.request_shutdown
+            # ProxyError (its port is taken) ends the run before anything starts
+            part.start()
+        if proxy is not None:
+            log.info("proxy on http://%s:%d -> app on 127.0.0.1:%d",
+                     cfg.proxy.bind, proxy.port, cfg.proxy.app_port)
+
+    def _make_parts(self):
+        """(proxy or None, watcher, runner), not started yet."""
+        from air_std.runner import Runner
+        from air_std.watcher import Watcher
+        cfg = self.cfg
+        proxy = None
         if cfg.proxy.enabled:
             from air_std.proxy import LiveReloadProxy
-            self.proxy = LiveReloadProxy(cfg.proxy)
-            self.proxy.on_crash = self.request_shutdown
-            self.proxy.start()  # ProxyError (port in use) ends the run before anything starts
-            log.info("proxy on http://%s:%d -> app on 127.0.0.1:%d",
-                     cfg.proxy.bind, self.proxy.port, cfg.proxy.app_port)
-            listener = self.proxy
+            proxy = LiveReloadProxy(cfg.proxy)
         changes = queue.Queue()
-        self.watcher = Watcher.from_config(cfg, changes, self.shutdown)
-        self.runner = Runner(cfg, changes, self.shutdown, force=self.force, listener=listener,
-                             app_args=self.app_args, on_crash=self.request_shutdown)
-        if hasattr(self.watcher, "on_crash"):
-            self.watcher.on_crash = self.request_shutdown
-        self.watcher.start()
-        self.runner.start()
+        watcher = Watcher.from_config(cfg, changes, self.shutdown)
+        runner = Runner(cfg, changes, self.shutdown, force=self.force, listener=proxy,
+                        app_args=self.app_args)
+        return proxy, watcher, runner
+
+    def _make_tmp(self):
+        cfg = self.cfg
+        if os.path.isdir(cfg.tmp_path):
+            return
+        try:
+            os.makedirs(cfg.tmp_path)
+            st = os.lstat(cfg.tmp_path)
+            self._made_tmp = (st.st_dev, st.st_ino)
+        except OSError as exc:
+            raise AirError("cannot create tmp_dir %s: %s" % (cfg.tmp_path, exc.strerror))
 
     def _check_root(self):
         """Air refuses to watch / or the home directory unless told to."""
@@ -195,33 +213,25 @@ class Engine:
                            "run air_std in your project, or set build.ignore_dangerous_root_dir = true"
                            % root)
 
-    def _join(self, part, timeout):
+    def _join(self, part):
         """Join a part while still listening for a second signal (force)."""
+        timeout = part.stop_timeout_s
         deadline = time.monotonic() + timeout
-        while part.is_alive():
+        while not part.join(0):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 log.error("thread %s did not stop within %.1fs (a bug: please report it)",
                           part.name, timeout)
                 return False
             self._note_wakeups(self._read_wakeups(min(0.05, remaining)))
-            part.join(0)
         return True
 
     def _stop_parts(self):
         """Each step runs even if an earlier one failed: nothing may be left running."""
-        grace = max(self.cfg.build.kill_delay_s, 0.5)
         try:
-            if self.watcher is not None:
-                self._step("stopping the watcher", self.watcher.stop)
-                self._join(self.watcher, JOIN_MARGIN_S)
-            if self.runner is not None:
-                self._step("stopping the runner", self.runner.stop)
-                # worst case: an app that exited on its own and the live one, each given the grace
-                self._join(self.runner, 2 * grace + JOIN_MARGIN_S)
-            self._step("post_cmd", self._run_post_cmd)
-            if self.proxy is not None:
-                self._step("stopping the proxy", self.proxy.stop)
+            for part in self.parts:
+                self._step("stopping %s" % part.name, part.stop)
+                self._step("waiting for %s" % part.name, lambda: self._join(part))
             self._step("cleaning tmp_dir", self._clean_tmp)
         finally:
             left = process.kill_all_descendants()
@@ -235,27 +245,6 @@ class Engine:
         except Exception as exc:  # report and go on with the shutdown
             log.error("%s failed: %s", what, exc)
             log.debug("%s failed", what, exc_info=True)
-
-    def _run_post_cmd(self):
-        cfg = self.cfg
-        commands = [c for c in cfg.build.post_cmd if c.strip()]
-        if not commands or self.force.is_set():
-            return
-        env = envfile.load(cfg.env_files, cfg.root_path)
-        for command in commands:
-            if self.force.is_set():
-                break
-            log.info("post_cmd: %s", command)
-            proc = process.spawn(command, cwd=cfg.root_path, env=env, shell=True)
-            deadline = time.monotonic() + POST_CMD_TIMEOUT_S
-            while proc.poll() is None and time.monotonic() < deadline and not self.force.is_set():
-                self._note_wakeups(self._read_wakeups(0.05))
-            if proc.poll() is None:
-                log.warning("post_cmd %r still running after %.0fs; stopping it",
-                            command, POST_CMD_TIMEOUT_S)
-            code = process.stop(proc, grace_s=0.5, name="post_cmd", force=self.force)
-            if code:
-                log.warning("post_cmd %r: %s", command, process.describe_exit(code))
 
     def _clean_tmp(self):
         """clean_on_exit: remove tmp_dir only if air_std created it (and it is still that

@@ -13,15 +13,5 @@ class ConfigError(AirError):
     """A bad .air.toml, CLI override or value."""
 
 
-class BuildFailed(AirError):
-    """A pre_cmd or cmd exited non-zero."""
-
-    def __init__(self, command, returncode, output=""):
-        super().__init__("build command %r exited with status %d" % (command, returncode))
-        self.command = command
-        self.returncode = returncode
-        self.output = output
-
-
 class ProxyError(AirError):
     """The live-reload proxy cannot start (for example, its port is taken)."""

@@ -26,11 +26,6 @@ _ANSI = {
 _LEVEL_TAGS = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.CRITICAL: "error: "}
 
 
-def get(part):
-    """The logger of one part, e.g. get("runner")."""
-    return logging.getLogger("air_std." + part)
-
-
 def colour_enabled(stream, env=None):
     """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
     env = os.environ if env is None else env

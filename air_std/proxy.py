@@ -48,6 +48,7 @@ from air_std.broadcast import Event, RegistryClosed, Subscribers
 from air_std.errors import ProxyError
 from air_std.inject import DECODABLE, HTMLInjector, StreamDecoder, script_tag
 from air_std.messages import STOP
+from air_std.part import Part, guarded
 
 log = logging.getLogger("air_std.proxy")
 
@@ -723,19 +724,26 @@ _DOWN_PAGE = """<!DOCTYPE html>
 # --- the object the engine uses ----------------------------------------------
 
 
-class LiveReloadProxy:
+class LiveReloadProxy(Part):
     """The proxy part of air_std, and the runner's listener.
 
-    start() and stop() are for the main thread; app_started() and
-    build_failed() are called from the runner thread, are thread-safe and
-    never block. Tests may lower the class attributes on an instance.
+    start() binds (ProxyError when the port is taken) and starts "air-proxy",
+    which accepts connections until stop(), then closes every stream and
+    connection and joins the handler threads itself, so stop() never blocks.
+    app_started() and build_failed() are called from the runner thread, are
+    thread-safe and never block. Tests may lower the class attributes on an
+    instance.
     """
 
     ping_interval_s = 5.0  # SSE keep-alive comment; also how often a dead browser is noticed
     retry_interval_s = 0.05  # between connection attempts while the app is down
     down_log_interval_s = 5.0
+    accept_poll_s = 0.1  # how soon the accept loop notices stop()
+    close_grace_s = 0.25  # woken SSE handlers and in-flight responses end cleanly within this
+    stop_timeout_s = 3.5
 
     def __init__(self, proxy_cfg, subscribers=None):
+        super().__init__("air-proxy")
         self.cfg = proxy_cfg
         self.bind = getattr(proxy_cfg, "bind", None) or "127.0.0.1"
         self.app_port = int(proxy_cfg.app_port)
@@ -747,19 +755,16 @@ class LiveReloadProxy:
             raise ProxyError("proxy.proxy_port and proxy.app_port are both %d; the proxy would "
                              "forward to itself: give the proxy its own port" % self.app_port)
         self.subscribers = subscribers if subscribers is not None else Subscribers()
-        self.stopping = threading.Event()
+        self.stopping = self.stop_event  # handlers watch it
         self.last_failure = None  # the build-failed Event since the last app start
         # app start number; written by the runner thread only, read by handlers
         # (an int read or write is atomic in CPython)
         self.generation = 0
         self._inbox = queue.Queue()
         self._server = None
-        self._threads = []
+        self._notifier = None
         self._script = None
-        self._stop_lock = threading.Lock()
-        self._stopped = False
         self._last_down_log = None
-        self.on_crash = None  # the engine may set a callable(name): a crashed thread stops air_std
 
     @property
     def port(self):
@@ -785,13 +790,13 @@ class LiveReloadProxy:
             server = ProxyServer((self.bind, port), ProxyHandler, self)
         except OSError as exc:
             raise ProxyError(self._bind_error(port, exc)) from exc
+        server.timeout = self.accept_poll_s
         self._server = server
-        self._threads = [
-            threading.Thread(target=self._serve, name="air-proxy"),
-            threading.Thread(target=self._notify_loop, name="air-proxy-notify"),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._notifier = threading.Thread(
+            target=guarded, args=("air-proxy-notify", self._notify_loop, self.on_crash),
+            name="air-proxy-notify")
+        self._notifier.start()
+        super().start()
         log.debug("listening on %s:%d, forwarding to %s:%d", self.bind, self.port, APP_HOST, self.app_port)
 
     def _bind_error(self, port, exc):
@@ -806,11 +811,38 @@ class LiveReloadProxy:
                     "0.0.0.0 for every interface" % (self.bind, exc.strerror or exc))
         return "cannot listen on %s:%d for the proxy: %s" % (self.bind, port, exc.strerror or exc)
 
-    def _serve(self):
+    def run(self):
+        """Accept connections until stop(), then end every stream and connection."""
+        server = self._server
         try:
-            self._server.serve_forever(poll_interval=0.1)
-        except BaseException:
-            self._crashed("air-proxy")
+            # handle_request(), not serve_forever(): serve_forever can only be
+            # ended by shutdown(), which blocks its caller until the loop is over.
+            while not self.should_stop:
+                server.handle_request()
+        finally:
+            self._close(server)
+
+    def _close(self, server):
+        deadline = time.monotonic() + self.stop_timeout_s - 0.5
+        self.subscribers.close()
+        self._inbox.put(STOP)
+        server.server_close()
+        # woken SSE handlers and in-flight responses get a moment to end cleanly;
+        # then idle keep-alives, stuck writers and tunnels are cut
+        if server.join_handlers(self.close_grace_s):
+            server.abort_connections()
+            server.join_handlers(max(0.0, deadline - time.monotonic()))
+        self._notifier.join(max(0.0, deadline - time.monotonic()))
+        lingering = [t.name for t in server.join_handlers(0)]
+        if self._notifier.is_alive():
+            lingering.append(self._notifier.name)
+        for name in lingering:
+            log.error("thread %s did not stop in time (a bug: please report it)", name)
+
+    def _wake(self):
+        # every SSE handler wakes with STOP now, without waiting for the accept loop
+        self.subscribers.close()
+        self._inbox.put(STOP)
 
     # --- the runner's listener (runner thread) ---
     def app_started(self):
@@ -845,63 +877,27 @@ class LiveReloadProxy:
 
     def _notify_loop(self):
         deadline = None  # while waiting for a new app to accept connections
-        try:
-            while True:
-                try:
-                    item = self._inbox.get(timeout=1.0 if deadline is None else self.retry_interval_s)
-                except queue.Empty:
-                    item = None
-                if item is STOP:
-                    return
-                if item == "app-started":
-                    deadline = time.monotonic() + self.app_start_timeout_s  # a newer app restarts the wait
-                if deadline is None:
-                    continue
-                if self.app_accepts():
-                    reason = "app-ready"
-                elif time.monotonic() >= deadline:
-                    log.warning("the app does not accept connections on %s:%d %.1fs after it started; "
-                                "reloading the browser anyway", APP_HOST, self.app_port,
-                                self.app_start_timeout_s)
-                    reason = "timeout"
-                else:
-                    continue
-                deadline = None
-                n = self.subscribers.publish(
-                    Event("reload", json.dumps({"reason": reason, "gen": self.generation})))
-                log.debug("reload sent to %d page(s)", n)
-        except BaseException:
-            self._crashed("air-proxy-notify")
-
-    def _crashed(self, name):
-        log.error("%s crashed", name, exc_info=True)
-        if self.on_crash is not None:
-            self.on_crash(name)
-
-    def stop(self, timeout=3.0):
-        """Main thread, idempotent: end every stream and connection, join the threads."""
-        with self._stop_lock:
-            if self._stopped:
+        while True:
+            try:
+                item = self._inbox.get(timeout=1.0 if deadline is None else self.retry_interval_s)
+            except queue.Empty:
+                item = None
+            if item is STOP:
                 return
-            self._stopped = True
-        deadline = time.monotonic() + timeout
-        self.stopping.set()
-        self.subscribers.close()  # every SSE handler wakes with STOP now
-        self._inbox.put(STOP)
-        server = self._server
-        if server is not None:
-            if self._threads[0].is_alive():
-                server.shutdown()  # returns within poll_interval: only accepts are in that loop
-            server.server_close()
-            # woken SSE handlers and in-flight responses get a moment to end cleanly;
-            # then idle keep-alives, stuck writers and tunnels are cut
-            if server.join_handlers(min(0.25, timeout / 4)):
-                server.abort_connections()
-                server.join_handlers(max(0.0, deadline - time.monotonic()))
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        lingering = [t.name for t in self._threads if t.is_alive()]
-        if server is not None:
-            lingering += [t.name for t in server.join_handlers(0)]
-        for name in lingering:
-            log.error("thread %s did not stop within %.1fs (a bug: please report it)", name, timeout)
+            if item == "app-started":
+                deadline = time.monotonic() + self.app_start_timeout_s  # a newer app restarts the wait
+            if deadline is None:
+                continue
+            if self.app_accepts():
+                reason = "app-ready"
+            elif time.monotonic() >= deadline:
+                log.warning("the app does not accept connections on %s:%d %.1fs after it started; "
+                            "reloading the browser anyway", APP_HOST, self.app_port,
+                            self.app_start_timeout_s)
+                reason = "timeout"
+            else:
+                continue
+            deadline = None
+            n = self.subscribers.publish(
+                Event("reload", json.dumps({"reason": reason, "gen": self.generation})))
+            log.debug("reload sent to %d page(s)", n)

@@ -23,6 +23,7 @@ import time
 
 from air_std import envfile, log as airlog, process, waitio
 from air_std.messages import STOP, ChangeBatch
+from air_std.part import Part
 
 log = logging.getLogger("air_std.runner")
 build_log = logging.getLogger("air_std.build")
@@ -32,6 +33,8 @@ OUTPUT_TAIL = 64 * 1024  # bytes of build output kept for the error overlay and 
 # With Air's default kill_delay of 0 Air sends SIGKILL at once; air_std still gives
 # the app this long to exit on SIGTERM/SIGINT before escalating.
 MIN_GRACE_S = 0.5
+# post_cmd runs at shutdown, when the user is waiting for the prompt: bounded.
+POST_CMD_TIMEOUT_S = 10.0
 
 
 class _Cancelled(Exception):
@@ -46,21 +49,25 @@ class NullListener:
         pass
 
 
-class Runner:
-    """Owns build and app processes. start()/stop()/join() are for the main thread."""
+class Runner(Part):
+    """Owns build and app processes, in the thread "air-runner".
+
+    stop_event is the engine's shared shutdown Event: once it is set no build
+    or app starts any more. `force` (a second Ctrl-C) ends every grace period.
+    When the thread ends it stops the app's tree, then runs post_cmd.
+    """
 
     # tunables; tests may lower them on the instance
     tick_s = 0.1
 
     def __init__(self, cfg, inbox, shutdown, force=None, listener=None, app_args=(),
                  on_crash=None):
+        super().__init__("air-runner", shutdown, on_crash)
         self.cfg = cfg
         self.inbox = inbox
-        self.shutdown = shutdown
         self.force = force or threading.Event()
         self.listener = listener or NullListener()
         self.app_args = list(app_args)
-        self.on_crash = on_crash
         self.app = None
         self._exited_app = None  # exited on its own; its group may linger until the next stop
         self._strays = []  # build output pipes still held by something the build left running
@@ -69,34 +76,24 @@ class Runner:
         self._first_change = None
         self._last_change = None
         self._rerun_at = None
-        self._thread = threading.Thread(target=self._run, name="air-runner")
-
-    # --- lifecycle (main thread) ---
-    def start(self):
-        self._thread.start()
-
-    def stop(self):
-        """Idempotent, non-blocking: wake the thread so it stops its processes and ends."""
-        self.shutdown.set()
-        self.inbox.put(STOP)
-
-    def join(self, timeout=None):
-        self._thread.join(timeout)
-
-    def is_alive(self):
-        return self._thread.is_alive()
 
     @property
-    def name(self):
-        return self._thread.name
+    def stop_timeout_s(self):
+        # worst case: an app that exited on its own and the live one, each given
+        # the grace, then every post_cmd given its bound and a short stop
+        posts = sum(1 for c in self.cfg.build.post_cmd if c.strip())
+        return 2 * self._grace() + posts * (POST_CMD_TIMEOUT_S + 2 * MIN_GRACE_S) + 3.0
+
+    def _wake(self):
+        self.inbox.put(STOP)
 
     # --- thread body ---
-    def _run(self):
+    def run(self):
         try:
             self._build_and_run([])
-            while not self.shutdown.is_set():
+            while not self.should_stop:
                 self._wait_for_work()
-                if self.shutdown.is_set():
+                if self.should_stop:
                     break
                 if self._pending and self._debounce_over():
                     batch, self._pending = self._pending, []
@@ -105,16 +102,13 @@ class Runner:
                 self._check_app()
                 self._drain_strays()
                 process.reap_orphans()
-        except BaseException:
-            log.critical("runner crashed", exc_info=True)
-            if self.on_crash:
-                self.on_crash("runner")
         finally:
             try:
                 self._stop_app()
             finally:
                 for f in self._strays:
                     f.close()
+                self._run_post_cmd()
 
     def _wait_for_work(self):
         timeout = 1.0
@@ -133,7 +127,7 @@ class Runner:
 
     def _take(self, item):
         if item is STOP:
-            self.shutdown.set()
+            self.stop_event.set()
             return
         if isinstance(item, ChangeBatch) and item:
             now = time.monotonic()
@@ -164,24 +158,24 @@ class Runner:
                 ok = self._build()
                 break
             except _Cancelled:
-                if self.shutdown.is_set():
+                if self.should_stop:
                     return
                 main_log.info("change during the build; building again")
                 self._wait_debounce_while_cancelled()
-                if self.shutdown.is_set():
+                if self.should_stop:
                     return
         if not ok and cfg.build.stop_on_error:
             if self.app is not None:
                 log.info("keeping the previous app running (build.stop_on_error)")
             return
-        if self.shutdown.is_set():  # the build ended just as air_std was asked to stop
+        if self.should_stop:  # the build ended just as air_std was asked to stop
             return
         self._stop_app()
         self._start_app()
 
     def _wait_debounce_while_cancelled(self):
         # restart the debounce window from the change that cancelled the build
-        while self._pending and not self.shutdown.is_set() and not self._debounce_over():
+        while self._pending and not self.should_stop and not self._debounce_over():
             try:
                 self._take(self.inbox.get(timeout=max(0.0, self._debounce_deadline() - time.monotonic())))
             except queue.Empty:
@@ -271,13 +265,13 @@ class Runner:
                 build_log.info("%s", line)
 
     def _check_cancel(self, proc):
-        if not self.shutdown.is_set():
+        if not self.should_stop:
             try:
                 item = self.inbox.get_nowait()
             except queue.Empty:
                 return
             self._take(item)
-            if not (self._pending or self.shutdown.is_set()):
+            if not (self._pending or self.should_stop):
                 return
         # a build is disposable: a short grace, whatever kill_delay says for the app
         process.stop(proc, signal.SIGTERM, grace_s=MIN_GRACE_S, name="build", force=self.force)
@@ -330,7 +324,7 @@ class Runner:
         return " ".join([shlex.quote(path)] + [shlex.quote(a) for a in extra]), True
 
     def _start_app(self):
-        if self.shutdown.is_set():
+        if self.should_stop:
             return
         try:
             command, shell = self.app_command()
@@ -378,3 +372,32 @@ class Runner:
             return
         code = process.stop(app, sig, grace_s=self._grace(), name="app", force=self.force, adopt=True)
         log.info("app stopped (%s)", process.describe_exit(code))
+
+    # --- at shutdown ---
+    def _run_post_cmd(self):
+        """build.post_cmd, each bounded by POST_CMD_TIMEOUT_S; skipped by a second Ctrl-C."""
+        cfg = self.cfg
+        commands = [c for c in cfg.build.post_cmd if c.strip()]
+        if not commands or self.force.is_set():
+            return
+        env = envfile.load(cfg.env_files, cfg.root_path)
+        for command in commands:
+            if self.force.is_set():
+                break
+            main_log.info("post_cmd: %s", command)
+            try:
+                proc = process.spawn(command, cwd=cfg.root_path, env=env, shell=True)
+            except (OSError, ValueError) as exc:
+                main_log.error("post_cmd %r cannot start: %s", command, exc)
+                continue
+            deadline = time.monotonic() + POST_CMD_TIMEOUT_S
+            while proc.poll() is None and not self.force.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    main_log.warning("post_cmd %r still running after %.0fs; stopping it",
+                                     command, POST_CMD_TIMEOUT_S)
+                    break
+                self.force.wait(min(0.05, remaining))
+            code = process.stop(proc, grace_s=MIN_GRACE_S, name="post_cmd", force=self.force)
+            if code:
+                main_log.warning("post_cmd %r: %s", command, process.describe_exit(code))

@@ -47,13 +47,13 @@ import logging
 import os
 import queue
 import stat
-import threading
 import time
 from collections import OrderedDict
 
 from air_std.errors import ConfigError
 from air_std.filters import PathFilter
 from air_std.messages import ChangeBatch
+from air_std.part import Part
 
 __all__ = ["Watcher"]
 
@@ -125,7 +125,7 @@ class _Changes:
                            tuple(sorted(self.deleted)))
 
 
-class Watcher:
+class Watcher(Part):
     """Watches the tree under `root_path` and puts ChangeBatch objects on `out_queue`.
 
     Thread use: construct and `start()` in the engine's thread; the thread
@@ -149,26 +149,23 @@ class Watcher:
         if backend not in ("poll", "inotify"):
             raise ConfigError("build.watcher: expected \"poll\" or \"inotify\", got %r"
                               % (backend,))
+        super().__init__("air-watcher", shutdown_event, on_crash)
         root = os.path.abspath(root_path)
         self.root_path = root
         self.filters = filters
         self._queue = out_queue
-        self._shutdown = shutdown_event
         self.interval_s = interval_s
         self.follow_symlink = bool(follow_symlink)
         self.exclude_unchanged = bool(exclude_unchanged)
         self.hot_interval_s = hot_interval_s
         self.backend = backend
         self.max_watches = max_watches
-        self.on_crash = on_crash
         self.full_interval_s = interval_s if interval_s else MIN_INTERVAL_S
         self.last_full_cpu_s = 0.0
         self._root = None                # the snapshot tree, once the baseline is taken
         self._hot_dirs = OrderedDict()   # dir path -> _Node
         self._hot_files = OrderedDict()  # (dir path, name) -> _Node
         self._warned = set()             # paths already warned about
-        self._stop = threading.Event()
-        self._thread = None
         self._ino = None                 # inotify.Inotify while that backend is on
         self._wd_nodes = {}              # watch descriptor -> [_Node]
         self._link_nodes = set()         # nodes whose directory holds symlinks
@@ -196,30 +193,11 @@ class Watcher:
 
     def start(self):
         """Take the baseline snapshot now, then start the thread; returns at once after."""
-        if self._thread is not None:
-            raise RuntimeError("watcher already started")
         if self._root is None:
             self._baseline()
         files, dirs = self.counts()
         log.info("watching %d files in %d directories (%s)", files, dirs, self._describe())
-        self._thread = threading.Thread(target=self._run, name="air-watcher", daemon=False)
-        self._thread.start()
-
-    def stop(self):
-        """Ask the thread to end; idempotent, never blocks, any thread."""
-        self._stop.set()
-
-    def join(self, timeout=None):
-        """Wait up to `timeout` s for the thread; True when it has ended."""
-        t = self._thread
-        if t is None:
-            return True
-        t.join(timeout)
-        return not t.is_alive()
-
-    def is_alive(self):
-        t = self._thread
-        return t is not None and t.is_alive()
+        super().start()
 
     def close(self):
         """Release the inotify fd (the thread does this itself when it ends)."""
@@ -279,37 +257,26 @@ class Watcher:
 
     # -- the thread ------------------------------------------------------------
 
-    def _run(self):
+    def run(self):
         try:
             if self._ino is not None:
                 self._run_inotify()
             self._run_poll()
-        except BaseException:  # STYLE 13: a dead watcher must not leave a stale server
-            log.error("watcher crashed", exc_info=True)
-            self._shutdown.set()
-            if self.on_crash is not None:
-                self.on_crash("watcher")
         finally:
             self._close_inotify()
 
-    def _stopping(self):
-        return self._stop.is_set() or self._shutdown.is_set()
-
     def _sleep_until(self, deadline):
         """Wait on the stop Event until `deadline`; True when asked to stop."""
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return self._stopping()
-            # Chunks of 0.5 s so a shutdown Event set without stop() is seen too.
-            if self._stop.wait(min(remaining, 0.5)) or self._shutdown.is_set():
-                return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return self.should_stop
+        return self.stop_event.wait(remaining)
 
     def _run_poll(self):
         now = time.monotonic()
         next_full = now + self.full_interval_s
         next_hot = now + self.hot_interval_s
-        while not self._stopping():
+        while not self.should_stop:
             deadline = min(next_full, next_hot) if self._hot_dirs else next_full
             if self._sleep_until(deadline):
                 return
@@ -343,7 +310,7 @@ class Watcher:
                 self._queue.put(batch, timeout=0.5)
                 return
             except queue.Full:  # a bounded queue and a busy runner: retry unless stopping
-                if self._stopping():
+                if self.should_stop:
                     return
 
     def _finish(self, out):
@@ -867,7 +834,7 @@ class Watcher:
                 self._ino.rm_watch(wd)
 
     def _run_inotify(self):
-        while not self._stopping() and self._ino is not None:
+        while not self.should_stop and self._ino is not None:
             out = self._inotify_step(0.5)
             if out is not None:
                 self._emit(self._finish(out))

@@ -243,6 +243,12 @@ def app():
     server.close()
 
 
+def stop(p, timeout=5.0):
+    """stop() never blocks; join() is where the proxy is waited for."""
+    p.stop()
+    assert p.join(timeout), "the proxy did not stop within %.1fs" % timeout
+
+
 def proxy_cfg(app_port, timeout_s=2.0, proxy_port=0):
     return types.SimpleNamespace(enabled=True, proxy_port=proxy_port, app_port=app_port,
                                  app_start_timeout_s=timeout_s, bind="127.0.0.1")
@@ -262,7 +268,7 @@ def make_proxy():
 
     yield make
     for p in started:
-        p.stop()
+        stop(p)
 
 
 @pytest.fixture(autouse=True)
@@ -717,7 +723,7 @@ def test_websocket_tunnel_ends_on_stop(app, make_proxy):
     s.sendall(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
     read_until(s, b"hello from the app")
-    p.stop()
+    stop(p)
     assert wait_closed(s, 2.0)
     s.close()
 
@@ -736,7 +742,7 @@ def test_port_in_use_is_a_clear_error():
             p.start()
         assert str(info.value) == ("proxy_port %d on 127.0.0.1 is already in use by another program; "
                                    "stop it or set proxy.proxy_port to a free port" % port)
-        p.stop()
+        stop(p)
         assert threading.active_count() <= before
 
 
@@ -750,8 +756,8 @@ def test_bad_ports_are_config_errors():
 def test_listener_calls_after_stop_are_harmless(app):
     p = LiveReloadProxy(proxy_cfg(app.port))
     p.start()
-    p.stop()
-    p.stop()  # idempotent
+    stop(p)
+    stop(p)  # idempotent
     p.app_started()
     p.build_failed("cmd", "out", "err")
 
@@ -767,7 +773,7 @@ def test_a_crashed_thread_asks_the_engine_to_stop(app, caplog):
     p.start()
     p.app_started()
     wait_until(lambda: crashed == ["air-proxy-notify"], what="the crash report")
-    p.stop()
+    stop(p)
     assert "air-proxy-notify crashed" in caplog.text and "RuntimeError: boom" in caplog.text
     caplog.clear()  # the expected error, not one for no_proxy_errors to flag
 
@@ -783,7 +789,7 @@ def test_stop_closes_50_streams_and_leaves_no_thread(app):
     p.app_started()
     for s in clients:
         read_until(s, b"event: reload")
-    p.stop()
+    stop(p)
     assert all(wait_closed(s, 2.0) for s in clients)
     wait_until(lambda: threading.active_count() <= baseline, timeout=5,
                what="threads back to baseline: %r" % threading.enumerate())
@@ -813,7 +819,7 @@ def test_stuck_and_vanished_clients_do_not_block_stop(app):
     big_resp = big.getresponse()
     for _ in range(40):  # fill the stuck sockets: 40 x 256 KiB each
         p.build_failed("cmd", "x" * 256 * 1024, "err")
-    stopper = threading.Thread(target=p.stop, name="test-stopper")
+    stopper = threading.Thread(target=stop, args=(p,), name="test-stopper")
     stopper.start()
     stopper.join(10)
     assert not stopper.is_alive(), "stop() hung"
@@ -833,7 +839,7 @@ def test_requests_waiting_for_the_app_end_at_stop():
     t.start()
     wait_until(lambda: any(x.name.startswith("air-proxy-conn") for x in threading.enumerate()),
                what="the request to reach the proxy")
-    p.stop()
+    stop(p)
     t.join(5)
     assert results == [503]
 

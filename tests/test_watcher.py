@@ -680,10 +680,9 @@ def test_crash_logs_and_sets_shutdown(tree, caplog):
     write(tree / "boom.go")
     assert ev.wait(10)
     assert w.join(10)
-    assert told == ["watcher"]
-    crashed = [r for r in caplog.records if r.getMessage() == "watcher crashed"]
+    assert told == ["air-watcher"]
+    crashed = [r for r in caplog.records if r.getMessage() == "air-watcher crashed"]
     assert crashed and crashed[0].exc_info is not None
-    assert crashed[0].name == "air_std.watcher"
 
 
 # -- from_config ---------------------------------------------------------------------------
