@@ -17,7 +17,28 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+# Real .air.toml files from public projects. They live beside the repository, not
+# in it: a clone elsewhere has none, and the tests that read them skip there.
 CORPUS = REPO.parent / "shared" / "corpus" / "air-toml"
+
+
+def corpus_files(sub=""):
+    """The corpus's .toml files for parametrize; one placeholder when the corpus
+    is absent, so that the test is collected and the `corpus` fixture skips it."""
+    files = sorted((CORPUS / sub).glob("*.toml"))
+    return files or [pytest.param(None, id="no-corpus")]
+
+
+@pytest.fixture
+def corpus():
+    """The corpus directory; skips the test when it is absent, or fails it when
+    AIR_REQUIRE_CORPUS=1 (CI has the corpus and must run these tests)."""
+    if CORPUS.is_dir():
+        return CORPUS
+    why = "no .air.toml corpus at %s (it is kept beside the repository, in ../shared)" % CORPUS
+    if os.environ.get("AIR_REQUIRE_CORPUS") == "1":
+        pytest.fail("AIR_REQUIRE_CORPUS=1 but %s" % why)
+    pytest.skip(why)
 
 
 def wait_until(pred, timeout=5.0, interval=0.02, what="condition", output=None):

@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from conftest import CORPUS, REPO
+from conftest import CORPUS, REPO, corpus_files
 from air_std import cli
 from air_std.errors import ConfigError
 
-VALID = sorted(CORPUS.glob("*.toml"))
-INVALID = sorted((CORPUS / "invalid").glob("*.toml"))
+VALID = corpus_files()
+INVALID = corpus_files("invalid")
 # A representative subset for the slower subprocess runs: Air's example, the legacy
 # .conf example, unknown tables, string kill_delay/entrypoint, multi-line strings,
 # the empty file, CRLF, a Windows platform block, proxy enabled.
@@ -90,7 +90,7 @@ def test_parse_errors(argv, expect):
 # ---------------------------------------------------------------- in-process main()
 
 @pytest.mark.parametrize("path", VALID, ids=lambda p: p.name)
-def test_print_config_every_corpus_file(path, in_tmp, capsys):
+def test_print_config_every_corpus_file(path, in_tmp, capsys, corpus):
     assert cli.main(["--print-config", "-c", str(path)]) == 0
     out, err = capsys.readouterr()
     data = json.loads(out)
@@ -100,7 +100,7 @@ def test_print_config_every_corpus_file(path, in_tmp, capsys):
 
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
-def test_invalid_corpus_file_exits_1_with_one_line(path, in_tmp, capsys):
+def test_invalid_corpus_file_exits_1_with_one_line(path, in_tmp, capsys, corpus):
     assert cli.main(["--print-config", "-c", str(path)]) == 1
     out, err = capsys.readouterr()
     assert out == ""
@@ -186,7 +186,7 @@ def test_config_error_stops_before_the_engine(in_tmp, capsys):
 # ---------------------------------------------------------------- real subprocess
 
 @pytest.mark.parametrize("name", SUBSET)
-def test_subprocess_print_config(name, tmp_path):
+def test_subprocess_print_config(name, tmp_path, corpus):
     path = CORPUS / name
     proc = run_cli(["--print-config", "-c", str(path)], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -196,7 +196,7 @@ def test_subprocess_print_config(name, tmp_path):
 
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
-def test_subprocess_invalid_file(path, tmp_path):
+def test_subprocess_invalid_file(path, tmp_path, corpus):
     proc = run_cli(["--print-config", "-c", str(path)], cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stdout == ""

@@ -7,13 +7,13 @@ import re
 
 import pytest
 
-from conftest import CORPUS
+from conftest import CORPUS, corpus_files
 from air_std import config
 from air_std.config import (Config, ConfigError, config_to_dict, init_template, kill_delay_seconds,
                             load_config, parse_go_duration)
 
-VALID = sorted(CORPUS.glob("*.toml"))
-INVALID = sorted((CORPUS / "invalid").glob("*.toml"))
+VALID = corpus_files()
+INVALID = corpus_files("invalid")
 ON_LINUX = config.current_platform() == "linux"
 
 
@@ -39,12 +39,12 @@ def error_of(tmp_path, text, overrides=None):
 
 # ---------------------------------------------------------------- corpus
 
-def test_corpus_is_present():
+def test_corpus_is_present(corpus):
     assert len(VALID) >= 100 and len(INVALID) == 3
 
 
 @pytest.mark.parametrize("path", VALID, ids=lambda p: p.name)
-def test_every_corpus_file_loads(path, tmp_path):
+def test_every_corpus_file_loads(path, tmp_path, corpus):
     cfg = load_config(str(path), cwd=str(tmp_path), env={})
     assert cfg.config_path == str(path)
     for warning in cfg.warnings:
@@ -56,7 +56,7 @@ def test_every_corpus_file_loads(path, tmp_path):
 
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
-def test_invalid_corpus_files_fail_with_line_and_column(path, tmp_path):
+def test_invalid_corpus_files_fail_with_line_and_column(path, tmp_path, corpus):
     with pytest.raises(ConfigError) as info:
         load_config(str(path), cwd=str(tmp_path), env={})
     message = str(info.value)
@@ -64,7 +64,7 @@ def test_invalid_corpus_files_fail_with_line_and_column(path, tmp_path):
     assert "\n" not in message
 
 
-def test_invalid_toml_positions_match_the_corpus_notes(tmp_path):
+def test_invalid_toml_positions_match_the_corpus_notes(tmp_path, corpus):
     messages = {p.name: "" for p in INVALID}
     for path in INVALID:
         try:
@@ -76,7 +76,7 @@ def test_invalid_toml_positions_match_the_corpus_notes(tmp_path):
     assert ":15:13: invalid TOML:" in messages["086_LLiuHuan__gin-vue-element-admin-typescript.toml"]
 
 
-def test_air_example_values(tmp_path):
+def test_air_example_values(tmp_path, corpus):
     cfg = load_config(str(CORPUS / "001_air-verse__air.toml"), cwd=str(tmp_path), env={})
     b = cfg.build
     assert b.pre_cmd == ["echo 'hello air' > pre_cmd.txt"]

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from air_std import tomlread
 from air_std.tomlread import TomlDecodeError, _fallback_loads
-from conftest import CORPUS
+from conftest import CORPUS, corpus_files
 
 try:
     import tomllib
@@ -31,8 +31,8 @@ needs_tomllib = pytest.mark.skipif(
 PROPERTY = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
-VALID_FILES = sorted(CORPUS.glob("*.toml"))
-INVALID_FILES = sorted((CORPUS / "invalid").glob("*.toml"))
+VALID_FILES = corpus_files()
+INVALID_FILES = corpus_files("invalid")
 # tomllib's position for each invalid corpus file (KEYS.md).
 INVALID_AT = {"004": (6, 13), "060": (9, 30), "086": (15, 13)}
 
@@ -88,14 +88,14 @@ def assert_agrees(text):
 
 @needs_tomllib
 @pytest.mark.parametrize("path", VALID_FILES, ids=lambda p: p.name)
-def test_corpus_file_parses_like_tomllib(path):
+def test_corpus_file_parses_like_tomllib(path, corpus):
     text = read_text(path)
     expected = tomllib.loads(text)
     assert same(expected, _fallback_loads(text))
 
 
 @pytest.mark.parametrize("path", INVALID_FILES, ids=lambda p: p.name)
-def test_invalid_corpus_file_is_rejected_where_tomllib_rejects_it(path):
+def test_invalid_corpus_file_is_rejected_where_tomllib_rejects_it(path, corpus):
     with pytest.raises(TomlDecodeError) as info:
         _fallback_loads(read_text(path))
     assert (info.value.lineno, info.value.colno) == INVALID_AT[path.name[:3]]
@@ -103,11 +103,11 @@ def test_invalid_corpus_file_is_rejected_where_tomllib_rejects_it(path):
         assert_agrees(read_text(path))
 
 
-def test_corpus_is_there():
+def test_corpus_is_there(corpus):
     assert len(VALID_FILES) >= 100 and len(INVALID_FILES) == 3, CORPUS
 
 
-def test_every_corpus_file_parses_with_the_fallback():
+def test_every_corpus_file_parses_with_the_fallback(corpus):
     # Runs on every Python, 3.8 included (the exact comparison with tomllib is above).
     docs = {path.name[:3]: _fallback_loads(read_text(path)) for path in VALID_FILES}
     assert docs["088"] == {}  # the empty file
