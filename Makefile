@@ -32,7 +32,7 @@ test: venv
 clean:
 	rm -rf $(PYZ) build dist *.egg-info .pytest_cache
 
-# --- issue 6: every CPython from 3.8 to 3.13 that pyenv has here ---
+# --- every CPython from 3.8 to 3.13 that pyenv has here (the supported range) ---
 MATRIX_VERSIONS ?= 3.8 3.9 3.10 3.11 3.12 3.13
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 UNIT_TESTS ?= -m "not e2e"

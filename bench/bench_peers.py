@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""air_std against the watchers a user would pick instead (issue 5), in one run.
+"""air_std against the watchers a user would pick instead, in one run.
 
     python3 bench/bench_peers.py            # full run (about 17 minutes)
     python3 bench/bench_peers.py --quick    # fewer samples, 10k files only (about 5 minutes)

@@ -1,4 +1,4 @@
-"""Live reload proven in a real browser (issue 4): headless Chromium on the
+"""Live reload proven in a real browser: headless Chromium on the
 example app (examples/hello) served by the built air_std.pyz with the proxy on.
 
 How the tests see what the browser does:
@@ -15,7 +15,7 @@ this interpreter; Chromium's profile is under tmp_path and its whole process
 group is killed at teardown. Without Chromium the tests skip, saying why,
 unless AIR_REQUIRE_BROWSER=1 (CI), where a missing Chromium fails them.
 
-Scenarios (issue 4): an edit reloads the page exactly once; a broken build
+Scenarios: an edit reloads the page exactly once; a broken build
 shows its output as text over the page and the fix reloads it; eight tabs
 (more than the browser's six connections per host) all reload; Ctrl-C with
 the browser connected; a page's WebSocket through the proxy. The last test
