@@ -1,8 +1,17 @@
-"""Entry point for `python -m air_std` and `python air_std.pyz` (main thread)."""
+"""Entry point for `python -m air_std` and, copied to the top of the zipapp,
+for `python air_std.pyz` (main thread).
+
+The import of the CLI is inside the same guard as main(): a Ctrl-C while
+air_std's own modules are still loading ends the run with 130 and one quiet
+exit, not a KeyboardInterrupt traceback.
+"""
 
 import sys
 
-from air_std.cli import main
-
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        from air_std.cli import main
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,66 @@
+"""Ctrl-C at any moment of start-up ends in a quiet exit: the built pyz, real
+SIGINTs at random delays after the process starts, in the quick modes and
+while the engine starts its parts.
+
+Python itself can be interrupted while it initialises, before the first
+line of air_std runs (importing `site`, or `runpy` to run the zip); it then
+prints its own error, which no program can prevent. A traceback with any
+frame of air_std (the pyz or the package) fails the test.
+"""
+
+import random
+import signal
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+RUNS = 25
+
+
+def _interrupted(args, cwd, delay_s):
+    proc = subprocess.Popen([sys.executable] + args, cwd=str(cwd), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        proc.wait(delay_s)  # a quick mode may be over before the signal
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("air_std did not exit within 20 s of SIGINT (sent after %.0f ms)"
+                             % (delay_s * 1000))
+    return proc.returncode, err.decode("utf-8", "replace")
+
+
+def _check(code, err, delay_s):
+    where = "SIGINT after %.0f ms: exit %s\n%s" % (delay_s * 1000, code, err)
+    if "Traceback" in err or "Fatal Python error" in err:
+        # only Python's own start-up may show one, before air_std runs at all
+        assert "air_std" not in err, where
+        return
+    assert code in (0, 130, -signal.SIGINT), where
+
+
+@pytest.mark.parametrize("mode", ["-v", "--print-config"])
+def test_sigint_during_a_quick_mode(pyz_path, tmp_path, mode):
+    rng = random.Random(7)
+    for _ in range(RUNS):
+        delay = rng.uniform(0.0, 0.15)
+        code, err = _interrupted([str(pyz_path), mode], tmp_path, delay)
+        _check(code, err, delay)
+
+
+def test_sigint_while_the_engine_starts(pyz_path, tmp_path):
+    (tmp_path / ".air.toml").write_text(
+        '[build]\ncmd = "true"\nentrypoint = ["%s", "-c", "import time; time.sleep(30)"]\n'
+        'include_ext = ["go"]\n' % sys.executable)
+    rng = random.Random(11)
+    for _ in range(RUNS):
+        delay = rng.uniform(0.0, 0.3)
+        code, err = _interrupted([str(pyz_path)], tmp_path, delay)
+        _check(code, err, delay)
