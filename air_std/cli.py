@@ -150,21 +150,8 @@ def _version():
 
 
 def _init():
-    from air_std import config
-    cwd = os.getcwd()
-    path = os.path.join(cwd, config.CONFIG_NAME)
-    text = config.init_template(cwd)
-    kind, entry, _ = config.detect_project(cwd)
-    try:
-        with open(path, "x", encoding="utf-8") as f:   # "x": never overwrite
-            f.write(text)
-    except FileExistsError:
-        raise AirError("%s already exists; not overwriting it (remove it first to start over)"
-                       % config.CONFIG_NAME) from None
-    except OSError as exc:
-        raise AirError("cannot write %s: %s" % (path, exc.strerror or exc)) from None
-    print("wrote %s for a %s project (entrypoint: %s); edit it, then run air-std"
-          % (path, "Go" if kind == "go" else "Python", " ".join(entry)))
+    from air_std import init_command
+    print(init_command.write_config(os.getcwd()))
     return 0
 
 
