@@ -13,7 +13,7 @@ def check_template_loads(project):
     text = init_template(str(project))
     (project / ".air.toml").write_text(text, encoding="utf-8")
     cfg = load_config(cwd=str(project), env={})
-    assert cfg.warnings == []
+    assert cfg.warnings == ()
     assert text.startswith("# ")
     return cfg
 def test_init_template_go(tmp_path):
@@ -21,8 +21,8 @@ def test_init_template_go(tmp_path):
     (tmp_path / "main.go").write_text("package main\n")
     cfg = check_template_loads(tmp_path)
     assert cfg.build.cmd == "go build -o ./tmp/main ."
-    assert cfg.build.entrypoint == ["./tmp/main"]
-    assert cfg.build.include_ext == ["go", "tpl", "tmpl", "html"]
+    assert cfg.build.entrypoint == ("./tmp/main",)
+    assert cfg.build.include_ext == ("go", "tpl", "tmpl", "html")
     assert cfg.build.exclude_regex_compiled[0].search("a/b_test.go")
 
 
@@ -47,7 +47,7 @@ def test_init_template_python(tmp_path, files, entry):
         (tmp_path / name).write_text("")
     assert detect_project(str(tmp_path))[1] == entry
     cfg = check_template_loads(tmp_path)
-    assert cfg.build.entrypoint == entry
+    assert cfg.build.entrypoint == tuple(entry)
     assert cfg.build.cmd.startswith(entry[0] + " -m compileall -q ")
     assert "py" in cfg.build.include_ext
     assert {"__pycache__", ".venv", "venv"} <= set(cfg.build.exclude_dir)
