@@ -75,7 +75,8 @@ class _Top(_Section):
         super().__post_init__()
         object.__setattr__(self, "warnings", tuple(self.warnings))
         # load_config() resolves the three paths against air_wd or cwd; a config
-        # built by hand resolves them here.
+        # built by hand resolves them here. dataclasses.replace() carries them over,
+        # so a variant with another root must pass root_path="" to have it redone.
         if not self.root_path:
             object.__setattr__(self, "root_path", os.path.abspath(os.path.expanduser(self.root)))
         for attr, rel in (("tmp_path", self.tmp_dir), ("testdata_path", self.testdata_dir)):

@@ -614,3 +614,11 @@ def test_configs_built_by_hand_store_tuples(tmp_path):
     assert cfg.build.rules[0]["cmd"] == "x"
     assert (cfg.proxy.app_start_timeout_s, cfg.build.poll_interval_s) == (5.0, None)
     assert config_to_dict(cfg)["env_files"] == [".env"]
+
+
+def test_a_variant_with_another_root_resolves_its_paths_again(tmp_path):
+    cfg = Config(root=str(tmp_path))
+    other = dataclasses.replace(cfg, root=str(tmp_path / "sub"), root_path="", tmp_path="", testdata_path="")
+    assert other.root_path == str(tmp_path / "sub") and other.tmp_path == str(tmp_path / "sub" / "tmp")
+    assert cfg.root_path == str(tmp_path)
+    assert "exclude_regex_compiled" not in repr(cfg.build) and "BuildConfig(" in repr(cfg)
