@@ -2,8 +2,10 @@
 
 Runs in the main thread. A small hand-written parser, because Air's dotted
 overrides (`--build.cmd "make"`, one flag per config key, repeatable lists)
-do not fit argparse. Modules are imported lazily so `-v` and `-h` stay fast:
-config only when a config is needed, the engine only when it runs.
+do not fit argparse. Every key and its kind come from schema.py. Modules are
+imported lazily so `-v` stays fast: schema for a --KEY flag or -h, config
+only when a config is loaded, init_command for `init`, the engine only when
+it runs.
 
 Exit codes: 0 ok, 1 for every user error (bad flag, bad config, an AirError
 raised by the engine; one line `air_std: error: ...`, no traceback), 130 after
@@ -61,9 +63,6 @@ class Options:
         self.app_args = []
 
 
-_BOOL_WORDS = ("true", "false", "1", "0", "yes", "no")
-
-
 def parse_args(argv):
     """Parse argv (without the program name) into Options; raises UsageError/ConfigError."""
     opts = Options()
@@ -103,12 +102,12 @@ def parse_args(argv):
                 i += 1
             opts.config_file = value
         else:
-            from air_std import config
-            kind = config.override_kind(name)         # ConfigError with a did-you-mean
+            from air_std import kinds, schema
+            key = schema.flag_key(name)               # ConfigError with a did-you-mean
             if not eq:
-                if kind == "bool":
+                if key.kind is kinds.FLAG:
                     # `--proxy.enabled` alone means true; an explicit word after it is taken.
-                    if i < len(args) and args[i].lower() in _BOOL_WORDS:
+                    if i < len(args) and args[i].lower() in kinds.Flag.WORDS:
                         value = args[i]
                         i += 1
                     else:
@@ -123,9 +122,9 @@ def parse_args(argv):
 
 
 def _print_help():
-    from air_std import config
+    from air_std import schema
     sys.stdout.write(USAGE)
-    sys.stdout.write("\nkeys:\n%s\n" % _wrap(_help_keys(config)))
+    sys.stdout.write("\nkeys:\n%s\n" % _wrap(schema.help_keys()))
 
 
 def _wrap(words, width=78, indent="  "):
@@ -139,32 +138,13 @@ def _wrap(words, width=78, indent="  "):
     return "\n".join(lines)
 
 
-def _help_keys(config):
-    # The per-platform keys (build.windows.cmd, ...) are listed once as a pattern.
-    keys = [k for k in config.override_keys() if k.count(".") < 2]
-    return keys + ["build.<windows|linux|darwin>.<key>"]
-
-
 def _version():
     return "air_std %s (python %d.%d.%d)" % ((__version__,) + tuple(sys.version_info[:3]))
 
 
 def _init():
-    from air_std import config
-    cwd = os.getcwd()
-    path = os.path.join(cwd, config.CONFIG_NAME)
-    text = config.init_template(cwd)
-    kind, entry, _ = config.detect_project(cwd)
-    try:
-        with open(path, "x", encoding="utf-8") as f:   # "x": never overwrite
-            f.write(text)
-    except FileExistsError:
-        raise AirError("%s already exists; not overwriting it (remove it first to start over)"
-                       % config.CONFIG_NAME) from None
-    except OSError as exc:
-        raise AirError("cannot write %s: %s" % (path, exc.strerror or exc)) from None
-    print("wrote %s for a %s project (entrypoint: %s); edit it, then run air-std"
-          % (path, "Go" if kind == "go" else "Python", " ".join(entry)))
+    from air_std import init_command
+    print(init_command.write_config(os.getcwd()))
     return 0
 
 

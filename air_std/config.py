@@ -1,108 +1,34 @@
-"""Air's .air.toml: the Config dataclasses, Air's defaults, loading, validation,
-platform blocks, dotted CLI overrides, --print-config and `init` templates.
+"""The effective configuration: frozen classes generated from schema.KEYS, and
+load_config(), which reads .air.toml (or Air's defaults), applies the
+platform block and the command-line overrides, and validates everything once.
 
-Runs once, in the main thread, before any other thread starts; the Config it
-returns is then only read (never mutated) by the watcher, runner and proxy.
+Runs once, in the main thread, before any other thread starts. The Config it
+returns cannot be changed (frozen dataclasses, tuples for arrays, read-only
+mappings for [[build.rules]]), so the watcher, runner and proxy threads read
+it without locks, and none of them needs to check a value again: ports,
+exclude_regex (compiled here, kept as `exclude_regex_compiled`) and
+build.watcher are checked here.
 
 Values keep Air's TOML names and units (milliseconds, Go durations); the
-seconds the threads need are derived properties whose names end in `_s`.
-Every bad value raises ConfigError with one line naming the file (or the
-command-line flag), the key, the value and what is expected.
+seconds the threads need are attributes whose names end in `_s`. Every bad
+value raises ConfigError with one line naming the file (or the command-line
+flag), the key, the value and what is expected. Tests that need a variant of
+a config use dataclasses.replace(); hand-built ones (Config(root=...)) get
+their paths resolved and their lists turned into tuples.
 """
 
-import difflib
 import os
-import re
 import sys
-from dataclasses import dataclass, field
-from typing import Any, List, Optional
+import types
+from dataclasses import field, make_dataclass
+from typing import Optional
 
+from air_std import kinds, schema
 from air_std.errors import ConfigError
+from air_std.schema import BY_SECTION, KEYS, PLATFORMS, RULE_KEYS
 
 CONFIG_NAME = ".air.toml"
 LEGACY_CONFIG_NAME = ".air.conf"
-PLATFORMS = ("windows", "linux", "darwin")
-
-# Value kinds. "ms" and "port" are non-negative integers (Python's bool is an int
-# subclass, so True/False are refused explicitly); "duration" is kill_delay.
-_KIND_TEXT = {
-    "str": "a string",
-    "bool": "true or false",
-    "list": "an array of strings",
-    "entrypoint": "a string or an array of strings",
-    "ms": "an integer (milliseconds)",
-    "port": "a port number (0-65535)",
-    "watcher": '"poll" or "inotify"',
-    "duration": "a duration like '500ms' or '2s'",
-    "banner": "a string",
-}
-_MAX_MS = 2 ** 31 - 1          # ~24.8 days; larger waits overflow some timers
-_MAX_NS = 2 ** 63 - 1          # Go's time.Duration is an int64 of nanoseconds
-
-# Air's defaultConfig(), section by section, in .air.toml order. Key -> (kind, default).
-_SCHEMA = {
-    "": {
-        "root": ("str", "."),
-        "tmp_dir": ("str", "tmp"),
-        "testdata_dir": ("str", "testdata"),
-        "env_files": ("list", []),
-    },
-    "build": {
-        "pre_cmd": ("list", []),
-        "cmd": ("str", "go build -o ./tmp/main ."),
-        "post_cmd": ("list", []),
-        "bin": ("str", "./tmp/main"),
-        "entrypoint": ("entrypoint", []),
-        "full_bin": ("str", ""),
-        "args_bin": ("list", []),
-        "include_ext": ("list", ["go", "tpl", "tmpl", "html"]),
-        "exclude_dir": ("list", ["assets", "tmp", "vendor", "testdata"]),
-        "include_dir": ("list", []),
-        "include_file": ("list", []),
-        "exclude_file": ("list", []),
-        "exclude_regex": ("list", ["_test.go"]),
-        "exclude_unchanged": ("bool", False),
-        "follow_symlink": ("bool", False),
-        "log": ("str", "build-errors.log"),
-        "poll": ("bool", False),
-        "poll_interval": ("ms", 0),
-        "watcher": ("watcher", "poll"),   # air_std extension: "inotify" opts into native events
-        "delay": ("ms", 1000),
-        "stop_on_error": ("bool", False),
-        "send_interrupt": ("bool", False),
-        "kill_delay": ("duration", 0),
-        "rerun": ("bool", False),
-        "rerun_delay": ("ms", 500),
-        "ignore_dangerous_root_dir": ("bool", False),
-    },
-    "log": {"time": ("bool", False), "main_only": ("bool", False), "silent": ("bool", False)},
-    "color": {
-        "main": ("str", "magenta"), "watcher": ("str", "cyan"), "build": ("str", "yellow"),
-        "runner": ("str", "green"), "app": ("str", ""), "mode": ("str", ""),
-    },
-    "misc": {"clean_on_exit": ("bool", False), "startup_banner": ("banner", None)},
-    "screen": {"clear_on_rebuild": ("bool", False), "keep_scroll": ("bool", True)},
-    "proxy": {
-        "enabled": ("bool", False), "proxy_port": ("port", 0), "app_port": ("port", 0),
-        "app_start_timeout": ("ms", 5000),
-        "bind": ("str", "127.0.0.1"),   # air_std extension: the proxy's listen address
-    },
-}
-_RULE_KEYS = {
-    "name": "str", "cmd": "str", "include_dir": "list", "include_ext": "list",
-    "include_file": "list", "exclude_regex": "list", "delay": "ms",
-}
-
-
-def _dotted(section, key):
-    return "%s.%s" % (section, key) if section else key
-
-
-def _all_keys():
-    """Every settable dotted key (what --print-config shows and CLI flags accept)."""
-    keys = [_dotted(s, k) for s, table in _SCHEMA.items() for k in table]
-    keys += ["build.%s.%s" % (p, k) for p in PLATFORMS for k in _SCHEMA["build"]]
-    return keys
 
 
 def current_platform():
@@ -116,293 +42,102 @@ def current_platform():
     return sys.platform
 
 
-# ---------------------------------------------------------------- dataclasses
+# ---------------------------------------------------------------- the classes
 
-@dataclass
-class BuildConfig:
-    """[build]. Defaults are Air's defaultConfig()."""
+class _Section:
+    """What every config class shares: arrays given as lists (by a test building
+    a config by hand) are stored as tuples, so that nothing in it can change."""
 
-    pre_cmd: List[str] = field(default_factory=list)
-    cmd: str = "go build -o ./tmp/main ."
-    post_cmd: List[str] = field(default_factory=list)
-    bin: str = "./tmp/main"
-    entrypoint: List[str] = field(default_factory=list)
-    full_bin: str = ""
-    args_bin: List[str] = field(default_factory=list)
-    include_ext: List[str] = field(default_factory=lambda: ["go", "tpl", "tmpl", "html"])
-    exclude_dir: List[str] = field(default_factory=lambda: ["assets", "tmp", "vendor", "testdata"])
-    include_dir: List[str] = field(default_factory=list)
-    include_file: List[str] = field(default_factory=list)
-    exclude_file: List[str] = field(default_factory=list)
-    exclude_regex: List[str] = field(default_factory=lambda: ["_test.go"])
-    exclude_unchanged: bool = False
-    follow_symlink: bool = False
-    log: str = "build-errors.log"
-    poll: bool = False
-    poll_interval: int = 0
-    watcher: str = "poll"
-    delay: int = 1000
-    stop_on_error: bool = False
-    send_interrupt: bool = False
-    kill_delay: Any = 0          # as written: Go duration string or int (nanoseconds)
-    rerun: bool = False
-    rerun_delay: int = 500
-    ignore_dangerous_root_dir: bool = False
-    rules: List[dict] = field(default_factory=list)
-    _compiled: Any = field(default=None, init=False, repr=False, compare=False)
-
-    @property
-    def exclude_regex_compiled(self):
-        """exclude_regex compiled with `re` (cached; recompiled if the list changes)."""
-        key = tuple(self.exclude_regex)
-        if self._compiled is None or self._compiled[0] != key:
-            self._compiled = (key, [re.compile(p) for p in key])
-        return self._compiled[1]
-
-    @property
-    def delay_s(self):
-        return self.delay / 1000.0
-
-    @property
-    def rerun_delay_s(self):
-        return self.rerun_delay / 1000.0
-
-    @property
-    def poll_interval_s(self):
-        # None = unset: the watcher applies Air's 500 ms default. A value the user
-        # did set is kept even below 500 ms (Air's minimum only covers the unset
-        # case here): someone who writes poll_interval = 100 wants 100 ms.
-        if not self.poll_interval:
-            return None
-        return self.poll_interval / 1000.0
-
-    @property
-    def kill_delay_s(self):
-        return kill_delay_seconds(self.kill_delay)
-
-
-@dataclass
-class LogConfig:
-    time: bool = False
-    main_only: bool = False
-    silent: bool = False
-
-
-@dataclass
-class ColorConfig:
-    main: str = "magenta"
-    watcher: str = "cyan"
-    build: str = "yellow"
-    runner: str = "green"
-    app: str = ""
-    mode: str = ""
-
-
-@dataclass
-class MiscConfig:
-    clean_on_exit: bool = False
-    startup_banner: Optional[str] = None   # None = not set; "" = hide the banner
-
-
-@dataclass
-class ScreenConfig:
-    clear_on_rebuild: bool = False
-    keep_scroll: bool = True
-
-
-@dataclass
-class ProxyConfig:
-    enabled: bool = False
-    proxy_port: int = 0
-    app_port: int = 0
-    app_start_timeout: int = 5000
-    bind: str = "127.0.0.1"
-
-    @property
-    def app_start_timeout_s(self):
-        return (self.app_start_timeout or 5000) / 1000.0
-
-
-@dataclass
-class Config:
-    """The effective configuration. Built once in the main thread, then read-only."""
-
-    root: str = "."
-    tmp_dir: str = "tmp"
-    testdata_dir: str = "testdata"
-    env_files: List[str] = field(default_factory=list)
-    build: BuildConfig = field(default_factory=BuildConfig)
-    log: LogConfig = field(default_factory=LogConfig)
-    color: ColorConfig = field(default_factory=ColorConfig)
-    misc: MiscConfig = field(default_factory=MiscConfig)
-    screen: ScreenConfig = field(default_factory=ScreenConfig)
-    proxy: ProxyConfig = field(default_factory=ProxyConfig)
-    config_path: Optional[str] = None
-    root_path: str = ""
-    tmp_path: str = ""
-    testdata_path: str = ""
-    warnings: List[str] = field(default_factory=list)
+    _section = ""   # the schema section whose keys are the fields
 
     def __post_init__(self):
-        # Lets tests build Config(root=...) by hand; load_config passes all three.
+        for key in BY_SECTION[self._section].values():
+            value = getattr(self, key.name)
+            if isinstance(value, list):
+                object.__setattr__(self, key.name, tuple(value))
+
+
+class _Build(_Section):
+    def __post_init__(self):
+        super().__post_init__()
+        rules = tuple(types.MappingProxyType(dict(rule)) for rule in self.rules)
+        object.__setattr__(self, "rules", rules)
+        # load_config() passes the patterns it compiled (and checked, with the file
+        # or flag in the message); anything else is compiled here, once.
+        compiled = self.exclude_regex_compiled
+        if compiled is None or tuple(p.pattern for p in compiled) != self.exclude_regex:
+            compiled = kinds.compile_patterns(self.exclude_regex, "build.exclude_regex")
+        object.__setattr__(self, "exclude_regex_compiled", compiled)
+
+
+class _Top(_Section):
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "warnings", tuple(self.warnings))
+        # load_config() resolves the three paths against air_wd or cwd; a config
+        # built by hand resolves them here. dataclasses.replace() carries them over,
+        # so a variant with another root must pass root_path="" to have it redone.
         if not self.root_path:
-            self.root_path = os.path.abspath(os.path.expanduser(self.root))
-        if not self.tmp_path:
-            self.tmp_path = os.path.normpath(os.path.join(self.root_path, self.tmp_dir))
-        if not self.testdata_path:
-            self.testdata_path = os.path.normpath(os.path.join(self.root_path, self.testdata_dir))
+            object.__setattr__(self, "root_path", os.path.abspath(os.path.expanduser(self.root)))
+        for attr, rel in (("tmp_path", self.tmp_dir), ("testdata_path", self.testdata_dir)):
+            if not getattr(self, attr):
+                object.__setattr__(self, attr, os.path.normpath(os.path.join(self.root_path, rel)))
 
 
-# ---------------------------------------------------------------- durations
-
-_DURATION_UNITS = {
-    "ns": 1, "us": 10 ** 3, "\u00b5s": 10 ** 3, "\u03bcs": 10 ** 3,
-    "ms": 10 ** 6, "s": 10 ** 9, "m": 60 * 10 ** 9, "h": 3600 * 10 ** 9,
-}
-_DURATION_PART = re.compile("([0-9]*)(?:\\.([0-9]*))?([a-z\u00b5\u03bc]*)")
+def _seconds(key):
+    return property(lambda self: key.seconds(getattr(self, key.name)),
+                    doc="%s in seconds" % key.dotted)
 
 
-def parse_go_duration(text, key="build.kill_delay"):
-    """Go's time.ParseDuration: "500ms", "1m30s", "1.5s", "-2h", "0" -> nanoseconds (int).
-
-    Raises ConfigError naming `key` on anything Go would reject.
-    """
-    def bad(why=""):
-        return ConfigError("%s: expected %s, got %s%s" % (
-            key, _KIND_TEXT["duration"], _show(text), " (%s)" % why if why else ""))
-
-    s = text
-    sign = 1
-    if s[:1] in ("+", "-"):
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    if s == "0":
-        return 0
-    if not s:
-        raise bad()
-    total = 0
-    pos = 0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        whole, frac, unit = m.groups()
-        if not whole and not frac:
-            raise bad()                       # no digits: ".s", "ms", "1h.m"
-        if not unit:
-            raise bad("missing unit; use ns, us, ms, s, m or h")
-        if unit not in _DURATION_UNITS:
-            raise bad("unknown unit %r" % unit)
-        mult = _DURATION_UNITS[unit]
-        total += int(whole or "0") * mult
-        if frac:
-            total += int(frac) * mult // 10 ** len(frac)   # Go truncates below 1ns
-        pos = m.end()
-    if total > _MAX_NS + (1 if sign < 0 else 0):
-        raise bad("out of range")
-    return sign * total
+def _config_class(name, section, doc, base=_Section, extra=()):
+    """A frozen dataclass with one field per key of `section`, defaulting to Air's
+    default, plus a read-only `<key>_s` for each key with a unit."""
+    keys = BY_SECTION[section].values()
+    fields = [(k.name, k.kind.annotation, field(default=k.default)) for k in keys]
+    namespace = {"__doc__": doc, "__module__": __name__, "_section": section}
+    namespace.update((k.name + "_s", _seconds(k)) for k in keys if k.unit)
+    return make_dataclass(name, fields + list(extra), bases=(base,), frozen=True, namespace=namespace)
 
 
-def kill_delay_seconds(value):
-    """Air's killDelay(): below 1ms the number counts milliseconds, else it is truncated to ms.
+BuildConfig = _config_class(
+    "BuildConfig", "build", "[build]: what to watch, how to build, how to run the app.", _Build, [
+        ("rules", tuple, field(default=())),
+        ("exclude_regex_compiled", tuple, field(default=None, repr=False, compare=False)),
+    ])
+LogConfig = _config_class("LogConfig", "log", "[log]: what the log lines show.")
+ColorConfig = _config_class("ColorConfig", "color", "[color]: the colour of each part's log lines.")
+MiscConfig = _config_class("MiscConfig", "misc", "[misc]: clean-up at exit, the start-up banner.")
+ScreenConfig = _config_class("ScreenConfig", "screen", "[screen]: clearing the terminal on rebuild.")
+ProxyConfig = _config_class("ProxyConfig", "proxy", "[proxy]: the live-reload proxy.")
+SECTION_CLASSES = {"build": BuildConfig, "log": LogConfig, "color": ColorConfig,
+                   "misc": MiscConfig, "screen": ScreenConfig, "proxy": ProxyConfig}
+assert set(SECTION_CLASSES) == set(schema.SECTIONS) - {""}, "a schema section has no class"
 
-    So 500 -> 0.5 s, 2000 -> 2 s, 15000000000 (ns) -> 15 s, "2s" -> 2 s, "1.5s" -> 1.5 s.
-    """
-    ns = parse_go_duration(value) if isinstance(value, str) else int(value)
-    if ns < 10 ** 6:
-        return ns / 1000.0
-    return (ns // 10 ** 6) / 1000.0
-
-
-# ---------------------------------------------------------------- value checks
-
-def _show(value):
-    """A value the way the user wrote it (TOML-ish), short enough for one line."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    else:
-        text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _type_error(label, kind, value, detail=""):
-    return ConfigError("%s: expected %s, got %s%s" % (label, _KIND_TEXT[kind], _show(value), detail))
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+Config = _config_class(
+    "Config", "", "The effective configuration: the top-level keys, one object per table, "
+    "and the paths resolved from root.", _Top,
+    [(section, cls, field(default_factory=cls)) for section, cls in SECTION_CLASSES.items()] + [
+        ("config_path", Optional[str], field(default=None)),
+        ("root_path", str, field(default="")),
+        ("tmp_path", str, field(default="")),
+        ("testdata_path", str, field(default="")),
+        ("warnings", tuple, field(default=())),
+    ])
 
 
-def _check(kind, value, label):
-    """Check one value read from TOML (or converted from a CLI string); return it typed."""
-    if kind in ("str", "banner"):
-        if isinstance(value, str):
-            return value
-    elif kind == "bool":
-        if isinstance(value, bool):
-            return value
-    elif kind == "watcher":
-        if value in ("poll", "inotify"):
-            return value
-    elif kind == "list":
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return list(value)
-    elif kind == "entrypoint":
-        if isinstance(value, str):
-            return [value] if value else []
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return list(value)
-    elif kind == "ms":
-        if _is_int(value):
-            if 0 <= value <= _MAX_MS:
-                return value
-            raise _type_error(label, kind, value, " (must be from 0 to %d)" % _MAX_MS)
-    elif kind == "port":
-        if _is_int(value):
-            if 0 <= value <= 65535:
-                return value
-            raise _type_error(label, kind, value)
-    elif kind == "duration":
-        if _is_int(value):
-            ns = value
-        elif isinstance(value, str):
-            ns = parse_go_duration(value, label)
+def config_to_dict(cfg):
+    """The effective config as .air.toml-shaped, JSON-serialisable dicts (--print-config)."""
+    out = {}
+    for key in KEYS:
+        value = getattr(getattr(cfg, key.section) if key.section else cfg, key.name)
+        value = list(value) if isinstance(value, tuple) else value
+        if key.section:
+            out.setdefault(key.section, {})[key.name] = value
         else:
-            raise _type_error(label, kind, value)
-        if ns < 0:
-            raise _type_error(label, kind, value, " (must not be negative)")
-        if ns > _MAX_NS:
-            raise _type_error(label, kind, value, " (out of range)")
-        return value
-    raise _type_error(label, kind, value)
-
-
-def _zero(value):
-    return value == "" or value == [] or (_is_int(value) and value == 0)
-
-
-def _clean_dir(path):
-    """Air's cleanPath plus normpath: "./web/node_modules/ " -> "web/node_modules"."""
-    path = path.strip()
-    return os.path.normpath(path) if path else path
-
-
-def _suggest(name, candidates):
-    """Closest known key for a misspelt one: a top-level key put in a table, then difflib."""
-    leaf = name.rpartition(".")[2]
-    if "." in name and leaf in _SCHEMA[""] and leaf in candidates:
-        return leaf                                   # build.tmp_dir -> tmp_dir
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
-    if close:
-        return close[0]
-    # Compare leaves within the same section ("build.follow_symlinks").
-    prefix = name.rpartition(".")[0]
-    same = [c.rpartition(".")[2] for c in candidates if c.rpartition(".")[0] == prefix]
-    close = difflib.get_close_matches(leaf, same, n=1, cutoff=0.7)
-    return _dotted(prefix, close[0]) if close else None
-
-
-def _did_you_mean(name, candidates, fmt="%s"):
-    hint = _suggest(name, candidates)
-    return " (did you mean %s?)" % (fmt % hint) if hint else ""
+            out[key.name] = value
+    out["build"]["rules"] = [{name: list(value) if isinstance(value, tuple) else value
+                              for name, value in rule.items()} for rule in cfg.build.rules]
+    return out
 
 
 # ---------------------------------------------------------------- loading
@@ -412,45 +147,53 @@ class _Loader:
 
     def __init__(self, display):
         self.display = display                      # file name for messages, or None
-        self.values = {s: {} for s in _SCHEMA}      # section -> key -> typed value (as set)
-        self.origin = {}                            # (section, key) -> label for errors
-        self.warnings = []                          # type: List[str]
-        self.rules = []                             # type: List[dict]
-        self.platform_blocks = {}                   # platform -> {key: value}
+        self.values = {}                            # Key -> value as set (file, block, flag)
+        self.origin = {}                            # Key -> label for errors
+        self.warnings = []
+        self.rules = []
+        self.platform_blocks = {}                   # platform -> {Key: (value, label)}
 
     def label(self, dotted):
         return "%s: %s" % (self.display, dotted) if self.display else dotted
+
+    def set(self, key, value, label):
+        self.values[key] = value
+        self.origin[key] = label
+
+    def get(self, key):
+        return self.values.get(key, key.default)
+
+    def where(self, key):
+        return self.origin.get(key) or self.label(key.dotted)
 
     def warn_unknown(self, dotted, value, candidates):
         what = "unknown table" if isinstance(value, dict) else "unknown key"
         name = "[%s]" % dotted if isinstance(value, dict) else dotted
         self.warnings.append("%s: %s in %s%s; ignored" % (
-            name, what, self.display, _did_you_mean(dotted, candidates)))
+            name, what, self.display, schema.did_you_mean(dotted, candidates)))
 
     def read_document(self, doc):
-        # Candidates for did-you-mean: keys and table names, without the platform copies.
-        known = [k for k in _all_keys() if k.count(".") < 2] + [s for s in _SCHEMA if s]
-        for key, value in doc.items():
-            if key in _SCHEMA[""]:
-                self.values[""][key] = _check(_SCHEMA[""][key][0], value, self.label(key))
-                self.origin[("", key)] = self.label(key)
-            elif key in _SCHEMA and key:
+        known = schema.file_candidates()
+        for name, value in doc.items():
+            key = BY_SECTION[""].get(name)
+            if key is not None:
+                self.set(key, key.kind.check(value, self.label(name)), self.label(name))
+            elif name in BY_SECTION and name:
                 if not isinstance(value, dict):
-                    _raise_not_table(self.label(key), key, value)
-                self.read_section(key, value, known)
+                    _raise_not_table(self.label(name), name, value)
+                self.read_section(name, value, known)
             else:
-                self.warn_unknown(key, value, known)
+                self.warn_unknown(name, value, known)
 
     def read_section(self, section, table, known):
-        schema = _SCHEMA[section]
-        for key, value in table.items():
-            dotted = _dotted(section, key)
-            if key in schema:
-                self.values[section][key] = _check(schema[key][0], value, self.label(dotted))
-                self.origin[(section, key)] = self.label(dotted)
-            elif section == "build" and key in PLATFORMS:
-                self.read_platform(key, value)
-            elif section == "build" and key == "rules":
+        for name, value in table.items():
+            dotted = "%s.%s" % (section, name)
+            key = BY_SECTION[section].get(name)
+            if key is not None:
+                self.set(key, key.kind.check(value, self.label(dotted)), self.label(dotted))
+            elif section == "build" and name in PLATFORMS:
+                self.read_platform(name, value)
+            elif section == "build" and name == "rules":
                 self.read_rules(value)
             else:
                 self.warn_unknown(dotted, value, known)
@@ -460,43 +203,44 @@ class _Loader:
         if not isinstance(table, dict):
             _raise_not_table(self.label(prefix), prefix, table)
         block = {}
-        candidates = ["%s.%s" % (prefix, k) for k in _SCHEMA["build"]]
-        for key, value in table.items():
-            dotted = "%s.%s" % (prefix, key)
-            if key in _SCHEMA["build"]:
-                block[key] = (_check(_SCHEMA["build"][key][0], value, self.label(dotted)), self.label(dotted))
+        candidates = ["%s.%s" % (prefix, name) for name in BY_SECTION["build"]]
+        for name, value in table.items():
+            dotted = "%s.%s" % (prefix, name)
+            key = BY_SECTION["build"].get(name)
+            if key is not None:
+                block[key] = (key.kind.check(value, self.label(dotted)), self.label(dotted))
             else:
                 self.warn_unknown(dotted, value, candidates)
         self.platform_blocks[platform] = block
 
     def read_rules(self, value):
-        # [[build.rules]] (added to Air in 2026) is only loaded and checked here; a
-        # single [build.rules] table is taken as one rule rather than refused.
+        # [[build.rules]] is only loaded and checked here; a single [build.rules]
+        # table is taken as one rule rather than refused.
         tables = [value] if isinstance(value, dict) else value
         if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
             raise ConfigError("%s: expected an array of tables [[build.rules]], got %s"
-                              % (self.label("build.rules"), _show(value)))
+                              % (self.label("build.rules"), kinds.show(value)))
+        by_name = {key.name: key for key in RULE_KEYS}
         for index, table in enumerate(tables):
             prefix = "build.rules[%d]" % index
-            rule = {"name": "rule-%d" % index, "cmd": "", "include_dir": [], "include_ext": [],
-                    "include_file": [], "exclude_regex": [], "delay": 0}
-            candidates = ["%s.%s" % (prefix, k) for k in _RULE_KEYS]
-            for key, item in table.items():
-                dotted = "%s.%s" % (prefix, key)
-                if key in _RULE_KEYS:
-                    rule[key] = _check(_RULE_KEYS[key], item, self.label(dotted))
+            rule = {key.name: key.default for key in RULE_KEYS}
+            rule["name"] = "rule-%d" % index
+            candidates = ["%s.%s" % (prefix, name) for name in by_name]
+            for name, item in table.items():
+                dotted = "%s.%s" % (prefix, name)
+                if name in by_name:
+                    rule[name] = by_name[name].kind.check(item, self.label(dotted))
                 else:
                     self.warn_unknown(dotted, item, candidates)
             if not rule["cmd"].strip():
                 raise ConfigError("%s: cmd is required (the command to run when a matched file changes)"
                                   % self.label(prefix))
-            _compile_all(rule["exclude_regex"], self.label(prefix + ".exclude_regex"))
+            kinds.compile_patterns(rule["exclude_regex"], self.label(prefix + ".exclude_regex"))
             self.rules.append(rule)
 
     def apply_platform(self, platform):
         for key, (value, label) in self.platform_blocks.get(platform, {}).items():
-            self.values["build"][key] = value
-            self.origin[("build", key)] = label
+            self.set(key, value, label)
 
     def apply_mergo_defaults(self):
         # Air merges the file into defaultConfig() with mergo (Overwrite on), and
@@ -505,100 +249,53 @@ class _Loader:
         # include_ext = [] -> the Go list). Numbers and booleans are the exception
         # here: in Air `delay = 0` silently becomes 1000 ms and keep_scroll = false
         # becomes true, which only surprises, so air_std takes them as written.
-        for section, table in _SCHEMA.items():
-            for key, (kind, default) in table.items():
-                value = self.values[section].get(key)
-                if not isinstance(value, (str, list)):
-                    continue
-                if _zero(value) and not _zero(default) and default is not None:
-                    self.values[section][key] = _copy(default)
+        for key, value in list(self.values.items()):
+            if value in ("", ()) and key.default not in ("", (), 0, None):
+                self.values[key] = key.default
 
     def apply_overrides(self, overrides, platform):
         seen = set()
         for dotted, raw in overrides:
-            kind = override_kind(dotted)
+            key = schema.flag_key(dotted)
             label = "--" + dotted
-            value = _from_string(kind, raw if isinstance(raw, str) else str(raw), label)
-            parts = dotted.split(".")
-            if len(parts) == 3:                       # build.<platform>.<key>
-                if parts[1] != platform:
-                    continue                          # checked, but not for this OS
-                section, key = "build", parts[2]
-            elif len(parts) == 2:
-                section, key = parts
-            else:
-                section, key = "", dotted
-            if kind in ("list", "entrypoint") and dotted in seen:
-                value = list(self.values[section].get(key, [])) + value
+            value = key.kind.parse(raw if isinstance(raw, str) else str(raw), label)
+            if dotted.count(".") == 2 and dotted.split(".")[1] != platform:
+                continue                              # checked, but not for this OS
+            if key.kind.many and dotted in seen:
+                value = self.values[key] + value      # a repeated list flag extends the list
             seen.add(dotted)
-            self.values[section][key] = value
-            self.origin[(section, key)] = label
+            self.set(key, value, label)
 
-    def get(self, section, key):
-        if key in self.values[section]:
-            return self.values[section][key]
-        return _copy(_SCHEMA[section][key][1])
-
-    def where(self, section, key):
-        return self.origin.get((section, key)) or self.label(_dotted(section, key))
+    def finish(self):
+        """Checks that involve the final values, then the values for the classes:
+        {section: {name: value}}."""
+        # Air's preprocess() runs after the CLI flags and restores these two.
+        for name in ("tmp_dir", "testdata_dir"):
+            key = BY_SECTION[""][name]
+            if self.get(key) == "":
+                self.values[key] = key.default
+        final = {section: {} for section in schema.SECTIONS}
+        for key in KEYS:
+            value = self.get(key)
+            final[key.section][key.name] = key.clean(value) if key.clean else value
+        regex = BY_SECTION["build"]["exclude_regex"]
+        final["build"]["exclude_regex_compiled"] = kinds.compile_patterns(
+            final["build"]["exclude_regex"], self.where(regex))
+        final["build"]["rules"] = self.rules
+        proxy = final["proxy"]
+        if proxy["enabled"]:
+            for name in ("proxy_port", "app_port"):
+                if not proxy[name]:
+                    raise ConfigError("%s: must be set (1-65535) when proxy.enabled is true"
+                                      % self.where(BY_SECTION["proxy"][name]))
+            if proxy["proxy_port"] == proxy["app_port"]:
+                raise ConfigError("%s: must differ from proxy.app_port (both are %d)"
+                                  % (self.where(BY_SECTION["proxy"]["proxy_port"]), proxy["app_port"]))
+        return final
 
 
 def _raise_not_table(label, dotted, value):
-    raise ConfigError("%s: expected a table [%s], got %s" % (label, dotted, _show(value)))
-
-
-def _copy(value):
-    return list(value) if isinstance(value, list) else value
-
-
-def _compile_all(patterns, label):
-    for pattern in patterns:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError("%s: %s is not a valid regular expression (%s)"
-                              % (label, _show(pattern), exc)) from None
-
-
-_BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-_INT_TEXT = re.compile(r"^[+-]?[0-9]+$")
-
-
-def _from_string(kind, raw, label):
-    """Convert a CLI override string to the key's type, then check it like a file value."""
-    text = raw.strip()
-    if kind == "bool":
-        if text.lower() not in _BOOL_WORDS:
-            raise ConfigError("%s: expected true or false (or 1/0, yes/no), got %s" % (label, _show(raw)))
-        return _BOOL_WORDS[text.lower()]
-    if kind in ("ms", "port"):
-        if not _INT_TEXT.match(text):
-            raise _type_error(label, kind, raw)
-        return _check(kind, int(text), label)
-    if kind in ("list", "entrypoint"):
-        return [item.strip() for item in raw.split(",") if item.strip()]
-    if kind == "duration":
-        return _check(kind, int(text) if _INT_TEXT.match(text) else text, label)
-    return _check(kind, raw, label)
-
-
-def override_kind(dotted):
-    """The value kind of a dotted CLI key; ConfigError (with a did-you-mean) if unknown."""
-    parts = dotted.split(".")
-    if len(parts) == 1 and dotted in _SCHEMA[""]:
-        return _SCHEMA[""][dotted][0]
-    if len(parts) == 2 and parts[0] in _SCHEMA and parts[0] and parts[1] in _SCHEMA[parts[0]]:
-        return _SCHEMA[parts[0]][parts[1]][0]
-    if len(parts) == 3 and parts[0] == "build" and parts[1] in PLATFORMS and parts[2] in _SCHEMA["build"]:
-        return _SCHEMA["build"][parts[2]][0]
-    if dotted == "build.rules":
-        raise ConfigError("--build.rules: rules can only be set in the config file ([[build.rules]])")
-    raise ConfigError("unknown option --%s%s" % (dotted, _did_you_mean(dotted, _all_keys(), "--%s")))
-
-
-def override_keys():
-    """Dotted keys accepted as --KEY VALUE overrides (for --help)."""
-    return _all_keys()
+    raise ConfigError("%s: expected a table [%s], got %s" % (label, dotted, kinds.show(value)))
 
 
 def _find_file(path, cwd, base, warnings):
@@ -655,206 +352,21 @@ def load_config(path=None, overrides=None, cwd=None, env=None):
         base = os.path.normpath(os.path.join(cwd, os.path.expanduser(air_wd)))
         if not os.path.isdir(base):
             raise ConfigError("air_wd=%s: no such directory" % air_wd)
-    warnings = []  # type: List[str]
+    warnings = []
     full, display = _find_file(path, cwd, base, warnings)
     loader = _Loader(display)
     loader.warnings.extend(warnings)
     if full is not None:
-        doc = _read_toml(full, display)
-        loader.read_document(doc)
+        loader.read_document(_read_toml(full, display))
     platform = current_platform()
     loader.apply_platform(platform)
     loader.apply_mergo_defaults()
     loader.apply_overrides(overrides or [], platform)
-    # Air's preprocess() runs after the CLI flags and restores these two.
-    for key in ("tmp_dir", "testdata_dir"):
-        if loader.get("", key) == "":
-            loader.values[""][key] = _SCHEMA[""][key][1]
-    return _build(loader, full, base)
-
-
-def _build(loader, full, base):
-    g = loader.get
-    build = {k: g("build", k) for k in _SCHEMA["build"]}
-    build["exclude_dir"] = [d for d in (_clean_dir(d) for d in build["exclude_dir"]) if d]
-    # Entries are extensions without the dot ("go"); ".go" is accepted and cleaned.
-    build["include_ext"] = [e.strip().lstrip(".") if e.strip() != "*" else "*" for e in build["include_ext"]]
-    build["include_ext"] = [e for e in build["include_ext"] if e]
-    _compile_all(build["exclude_regex"], loader.where("build", "exclude_regex"))
-    proxy = {k: g("proxy", k) for k in _SCHEMA["proxy"]}
-    if proxy["enabled"]:
-        for key in ("proxy_port", "app_port"):
-            if not proxy[key]:
-                raise ConfigError("%s: must be set (1-65535) when proxy.enabled is true"
-                                  % loader.where("proxy", key))
-        if proxy["proxy_port"] == proxy["app_port"]:
-            raise ConfigError("%s: must differ from proxy.app_port (both are %d)"
-                              % (loader.where("proxy", "proxy_port"), proxy["app_port"]))
-    root = g("", "root")
-    root_path = os.path.normpath(os.path.join(base, os.path.expanduser(root)))
-    tmp_dir, testdata_dir = g("", "tmp_dir"), g("", "testdata_dir")
+    final = loader.finish()
+    top = final.pop("")
+    root_path = os.path.normpath(os.path.join(base, os.path.expanduser(top["root"])))
     return Config(
-        root=root, tmp_dir=tmp_dir, testdata_dir=testdata_dir, env_files=g("", "env_files"),
-        build=BuildConfig(rules=loader.rules, **build),
-        log=LogConfig(**{k: g("log", k) for k in _SCHEMA["log"]}),
-        color=ColorConfig(**{k: g("color", k) for k in _SCHEMA["color"]}),
-        misc=MiscConfig(**{k: g("misc", k) for k in _SCHEMA["misc"]}),
-        screen=ScreenConfig(**{k: g("screen", k) for k in _SCHEMA["screen"]}),
-        proxy=ProxyConfig(**proxy),
-        config_path=full,
-        root_path=root_path,
-        tmp_path=os.path.normpath(os.path.join(root_path, tmp_dir)),
-        testdata_path=os.path.normpath(os.path.join(root_path, testdata_dir)),
-        warnings=loader.warnings,
-    )
-
-
-def config_to_dict(cfg):
-    """The effective config as .air.toml-shaped, JSON-serialisable dicts (--print-config)."""
-    out = {}
-    for key in _SCHEMA[""]:
-        out[key] = _copy(getattr(cfg, key))
-    for section in ("build", "log", "color", "misc", "screen", "proxy"):
-        obj = getattr(cfg, section)
-        out[section] = {key: _copy(getattr(obj, key)) for key in _SCHEMA[section]}
-    out["build"]["rules"] = [dict(rule) for rule in cfg.build.rules]
-    return out
-
-
-# ---------------------------------------------------------------- init
-
-def detect_project(project_dir):
-    """("go" | "python", entrypoint list, build cmd) guessed from the files in project_dir."""
-    def has(*parts):
-        return os.path.exists(os.path.join(project_dir, *parts))
-
-    if has("go.mod"):
-        target = "."
-        if not has("main.go") and has("cmd"):
-            mains = sorted(d for d in os.listdir(os.path.join(project_dir, "cmd"))
-                           if has("cmd", d, "main.go"))
-            if len(mains) == 1:
-                target = "./cmd/" + mains[0]
-        return "go", ["./tmp/main"], "go build -o ./tmp/main %s" % target
-    python = "python3"
-    for venv in (".venv", "venv"):
-        if has(venv, "bin", "python"):
-            python = "./%s/bin/python" % venv
-    if has("manage.py"):
-        # Django's own autoreloader would fight air_std's restarts.
-        entry = [python, "manage.py", "runserver", "--noreload"]
-    else:
-        entry = [python, "main.py"]
-        for name in ("main.py", "app.py", "server.py", "wsgi.py"):
-            if has(name):
-                entry = [python, name]
-                break
-        else:
-            packages = sorted(d for d in os.listdir(project_dir) if has(d, "__main__.py"))
-            if packages:
-                entry = [python, "-m", packages[0]]
-    # compileall catches syntax errors before the restart; -x skips virtualenvs etc.
-    cmd = "%s -m compileall -q -x '/(\\.venv|venv|\\.git|node_modules|tmp)/' ." % python
-    return "python", entry, cmd
-
-
-def _toml_str(value):
-    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _toml_list(values):
-    return "[%s]" % ", ".join(_toml_str(v) for v in values)
-
-
-def init_template(project_dir):
-    """A commented .air.toml for the project in project_dir (Go if go.mod exists, else Python)."""
-    kind, entry, cmd = detect_project(project_dir)
-    if kind == "go":
-        include_ext = ["go", "tpl", "tmpl", "html"]
-        exclude_dir = ["assets", "tmp", "vendor", "testdata"]
-        exclude_regex = ["_test\\.go"]
-        send_interrupt, kill_delay = "false", '"500ms"'
-        what = "a Go project"
-    else:
-        include_ext = ["py", "html", "tmpl", "tpl", "css", "js"]
-        exclude_dir = ["assets", "tmp", "vendor", "testdata", "__pycache__", ".venv", "venv",
-                       "node_modules"]
-        exclude_regex = ["_test\\.py$", "(^|/)test_[^/]*\\.py$"]
-        # SIGINT lets Python apps run their KeyboardInterrupt/finally clean-up.
-        send_interrupt, kill_delay = "true", '"1s"'
-        what = "a Python project"
-    lines = [
-        "# air_std / Air config for %s (written by `air-std init`)." % what,
-        "# Air's documentation applies: https://github.com/air-verse/air",
-        "",
-        "# Working directory: . or an absolute path; the directories below are relative to it.",
-        'root = "."',
-        'tmp_dir = "tmp"',
-        "# Files of KEY=value lines loaded into the app's environment (missing files are skipped).",
-        "env_files = []",
-        "",
-        "[build]",
-        "# Commands run before each build.",
-        "pre_cmd = []",
-        "# The build command (a shell command line; `make` works too).",
-        "cmd = %s" % _toml_str(cmd),
-        "# Commands run after Ctrl-C, before air_std exits.",
-        "post_cmd = []",
-        "# The app: first item is the executable (relative to root), the rest its arguments.",
-        "entrypoint = %s" % _toml_list(entry),
-        "# Extra arguments for the app (arguments after `--` on the command line are added).",
-        "args_bin = []",
-        '# Watch files with these extensions (["*"] watches every file).',
-        "include_ext = %s" % _toml_list(include_ext),
-        "# Never watch these directories.",
-        "exclude_dir = %s" % _toml_list(exclude_dir),
-        "# Watch only these directories (empty: everything under root).",
-        "include_dir = []",
-        "# Also watch these files; ignore these files.",
-        "include_file = []",
-        "exclude_file = []",
-        "# Ignore files whose path matches these regular expressions.",
-        "exclude_regex = %s" % _toml_list(exclude_regex),
-        "# Do not rebuild when a file was saved without changing its content.",
-        "exclude_unchanged = true",
-        "follow_symlink = false",
-        "# Build output log, written in tmp_dir.",
-        'log = "build-errors.log"',
-        "# Milliseconds to wait after a change before building (changes in between join it).",
-        "delay = 1000",
-        "# Keep the running app when a build fails.",
-        "stop_on_error = true",
-        "# Stop the app with SIGINT (else SIGTERM), wait kill_delay, then SIGKILL.",
-        "send_interrupt = %s" % send_interrupt,
-        "kill_delay = %s" % kill_delay,
-        "# Restart the app when it exits on its own, after rerun_delay milliseconds.",
-        "rerun = false",
-        "rerun_delay = 500",
-        "",
-        "[log]",
-        "time = false",
-        "main_only = false",
-        "silent = false",
-        "",
-        "[color]",
-        'main = "magenta"',
-        'watcher = "cyan"',
-        'build = "yellow"',
-        'runner = "green"',
-        "",
-        "[misc]",
-        "# Remove tmp_dir when air_std exits.",
-        "clean_on_exit = false",
-        "",
-        "[screen]",
-        "clear_on_rebuild = false",
-        "keep_scroll = true",
-        "",
-        "[proxy]",
-        "# Live reload in the browser: open http://127.0.0.1:<proxy_port>, the app listens on app_port.",
-        "enabled = false",
-        "proxy_port = 0",
-        "app_port = 0",
-        "",
-    ]
-    return "\n".join(lines)
+        config_path=full, root_path=root_path, warnings=loader.warnings,
+        tmp_path=os.path.normpath(os.path.join(root_path, top["tmp_dir"])),
+        testdata_path=os.path.normpath(os.path.join(root_path, top["testdata_dir"])),
+        **top, **{section: SECTION_CLASSES[section](**values) for section, values in final.items()})

@@ -3,8 +3,9 @@
 `loads(text)` returns the document as a dict and raises TomlDecodeError with
 a message, line and column on invalid input. It uses `tomllib` where the
 Python has it (3.11+). Older Pythons (3.8 to 3.10) get `_fallback_loads`, a
-small recursive-descent TOML 1.0 reader in this module (issue 6). It returns
-what tomllib returns (same types, datetime objects included) and rejects what
+small recursive-descent TOML 1.0 reader in this module (air_std uses the
+standard library only, so no TOML package can be installed). It returns what
+tomllib returns (same types, datetime objects included) and rejects what
 tomllib rejects, at the same line and column; tests/test_tomlread.py checks
 this differentially. Tests set `_FORCE_FALLBACK = True` to run the fallback on
 any Python.

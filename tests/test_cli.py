@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import CORPUS, REPO, corpus_files
-from air_std import cli
+from air_std import cli, schema
 from air_std.errors import ConfigError
 
 VALID = corpus_files()
@@ -80,6 +80,8 @@ def test_parse_init_and_modes():
     (["--build.cmdd", "x"], "unknown option --build.cmdd (did you mean --build.cmd?)"),
     (["-c"], "-c needs a file name"),
     (["--build.cmd"], "--build.cmd needs a value"),
+    (["--.root", "x"], "unknown option --.root"),
+    (["--build.linux", "x"], "unknown option --build.linux"),
 ])
 def test_parse_errors(argv, expect):
     with pytest.raises((cli.UsageError, ConfigError)) as info:
@@ -150,6 +152,8 @@ def test_version_and_help(in_tmp, capsys):
     out = capsys.readouterr().out
     assert out.startswith("usage: air-std")
     assert "--build.cmd" in out and "--KEY VALUE" in out and "build.kill_delay" in out
+    listed = out.split("\nkeys:\n", 1)[1].split()
+    assert listed == [key.dotted for key in schema.KEYS] + ["build.<windows|linux|darwin>.<key>"]
 
 
 def test_init_python_project_then_refuses_to_overwrite(in_tmp, capsys):

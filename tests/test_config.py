@@ -1,6 +1,8 @@
-"""Tests for air_std.config: the corpus, Air's defaults and merge rules, kill_delay,
-platform blocks, unknown keys, type errors, overrides, init templates, air_wd."""
+"""Tests for air_std.config, schema and kinds: the corpus, Air's defaults and merge
+rules, kill_delay, platform blocks, unknown keys, type errors, overrides, air_wd, the
+frozen config objects and the one declaration per key they derive from."""
 
+import dataclasses
 import json
 import os
 import re
@@ -8,9 +10,10 @@ import re
 import pytest
 
 from conftest import CORPUS, corpus_files
-from air_std import config
-from air_std.config import (Config, ConfigError, config_to_dict, init_template, kill_delay_seconds,
-                            load_config, parse_go_duration)
+from air_std import config, schema
+from air_std.config import Config, config_to_dict, load_config
+from air_std.errors import ConfigError
+from air_std.kinds import kill_delay_seconds, parse_go_duration
 
 VALID = corpus_files()
 INVALID = corpus_files("invalid")
@@ -79,33 +82,33 @@ def test_invalid_toml_positions_match_the_corpus_notes(tmp_path, corpus):
 def test_air_example_values(tmp_path, corpus):
     cfg = load_config(str(CORPUS / "001_air-verse__air.toml"), cwd=str(tmp_path), env={})
     b = cfg.build
-    assert b.pre_cmd == ["echo 'hello air' > pre_cmd.txt"]
-    assert b.entrypoint == ["./tmp/main"] and b.args_bin == ["hello", "world"]
+    assert b.pre_cmd == ("echo 'hello air' > pre_cmd.txt",)
+    assert b.entrypoint == ("./tmp/main",) and b.args_bin == ("hello", "world")
     assert b.full_bin == "APP_ENV=dev APP_USER=air ./tmp/main"
-    assert b.exclude_dir == ["assets", "tmp", "vendor", "frontend/node_modules"]
-    assert b.exclude_regex == ["_test\\.go"]
+    assert b.exclude_dir == ("assets", "tmp", "vendor", "frontend/node_modules")
+    assert b.exclude_regex == ("_test\\.go",)
     assert b.exclude_regex_compiled[0].search("x/main_test.go")
     assert b.kill_delay == 500 and b.kill_delay_s == 0.5
     assert b.poll_interval_s == 0.5
     assert b.delay == 0             # as written (Air's mergo would turn it into 1000)
-    assert cfg.env_files == [".env"]
+    assert cfg.env_files == (".env",)
     assert cfg.proxy.enabled and (cfg.proxy.proxy_port, cfg.proxy.app_port) == (8090, 8080)
     assert cfg.misc.clean_on_exit and cfg.screen.clear_on_rebuild
-    assert cfg.warnings == []
+    assert cfg.warnings == ()
 
 
 # ---------------------------------------------------------------- defaults
 
 def test_defaults_without_a_file(tmp_path):
     cfg = load_config(cwd=str(tmp_path), env={})
-    assert cfg.config_path is None and cfg.warnings == []
+    assert cfg.config_path is None and cfg.warnings == ()
     assert cfg.root == "." and cfg.root_path == str(tmp_path)
     assert cfg.tmp_path == str(tmp_path / "tmp") and cfg.testdata_path == str(tmp_path / "testdata")
     b = cfg.build
     assert b.cmd == "go build -o ./tmp/main ." and b.bin == "./tmp/main"
-    assert b.include_ext == ["go", "tpl", "tmpl", "html"]
-    assert b.exclude_dir == ["assets", "tmp", "vendor", "testdata"]
-    assert b.exclude_regex == ["_test.go"] and b.entrypoint == [] and b.rules == []
+    assert b.include_ext == ("go", "tpl", "tmpl", "html")
+    assert b.exclude_dir == ("assets", "tmp", "vendor", "testdata")
+    assert b.exclude_regex == ("_test.go",) and b.entrypoint == () and b.rules == ()
     assert (b.delay_s, b.rerun_delay_s, b.kill_delay_s, b.poll_interval_s) == (1.0, 0.5, 0.0, None)
     assert b.log == "build-errors.log" and not b.stop_on_error and not b.poll
     assert (cfg.color.main, cfg.color.watcher, cfg.color.build, cfg.color.runner) == (
@@ -152,11 +155,11 @@ app_start_timeout = 0
     b = cfg.build
     assert (cfg.tmp_dir, cfg.testdata_dir) == ("tmp", "testdata")
     assert b.cmd == "go build -o ./tmp/main ." and b.bin == "./tmp/main"
-    assert b.include_ext == ["go", "tpl", "tmpl", "html"]
-    assert b.exclude_dir == ["assets", "tmp", "vendor", "testdata"]
-    assert b.exclude_regex == ["_test.go"]
+    assert b.include_ext == ("go", "tpl", "tmpl", "html")
+    assert b.exclude_dir == ("assets", "tmp", "vendor", "testdata")
+    assert b.exclude_regex == ("_test.go",)
     # numbers and booleans are taken as written (Air's mergo would make delay 1000)
-    assert (b.delay, b.rerun_delay, b.pre_cmd) == (0, 0, [])
+    assert (b.delay, b.rerun_delay, b.pre_cmd) == (0, 0, ())
     assert (cfg.color.main, cfg.color.app) == ("magenta", "")
     assert cfg.screen.keep_scroll is False
     assert cfg.proxy.app_start_timeout_s == 5.0   # 0 means Air's default wait
@@ -168,8 +171,8 @@ def test_lists_and_paths_are_cleaned(tmp_path):
 exclude_dir = ["./web/node_modules/", " tmp ", "a//b"]
 include_ext = [".go", "*", "py"]
 """)
-    assert cfg.build.exclude_dir == ["web/node_modules", "tmp", "a/b"]
-    assert cfg.build.include_ext == ["go", "*", "py"]
+    assert cfg.build.exclude_dir == ("web/node_modules", "tmp", "a/b")
+    assert cfg.build.include_ext == ("go", "*", "py")
 
 
 def test_root_is_relative_to_cwd_and_tilde_expands(tmp_path):
@@ -194,8 +197,9 @@ def test_non_utf8_file_is_a_clean_error(tmp_path):
 
 # ---------------------------------------------------------------- kill_delay
 
-# Every form KEYS.md found in the corpus, plus a few Go accepts. Air's rule makes any
-# value below 1ms a count of milliseconds, so "500us" (500000ns) means 500 seconds.
+# Every kill_delay the .air.toml corpus holds (up to 15000000000), then more forms Go
+# accepts. Air's rule makes any value below 1ms a count of milliseconds, so "500us"
+# (500000ns) means 500 seconds.
 KILL_DELAYS = [
     ('"0s"', 0.0), ("500", 0.5), ('"2s"', 2.0), ('"1s"', 1.0), ('"500ms"', 0.5), ("2000", 2.0),
     ("1000", 1.0), ("100", 0.1), ('"200ms"', 0.2), ("0", 0.0), ("15000000000", 15.0),
@@ -250,10 +254,10 @@ def test_kill_delay_errors(tmp_path, value, expect):
 # ---------------------------------------------------------------- entrypoint, types
 
 def test_entrypoint_string_or_array(tmp_path):
-    assert load(tmp_path, '[build]\nentrypoint = "./tmp/web"\n').build.entrypoint == ["./tmp/web"]
+    assert load(tmp_path, '[build]\nentrypoint = "./tmp/web"\n').build.entrypoint == ("./tmp/web",)
     cfg = load(tmp_path, '[build]\nentrypoint = ["./tmp/main", "serve", "-v"]\n')
-    assert cfg.build.entrypoint == ["./tmp/main", "serve", "-v"]
-    assert load(tmp_path, '[build]\nentrypoint = ""\n').build.entrypoint == []
+    assert cfg.build.entrypoint == ("./tmp/main", "serve", "-v")
+    assert load(tmp_path, '[build]\nentrypoint = ""\n').build.entrypoint == ()
 
 
 @pytest.mark.parametrize("text,expect", [
@@ -320,9 +324,9 @@ exclude_dir = ["dist"]
 cmd = "go build -o ./tmp/main.exe ."
 bin = "tmp\\\\main.exe"
 """)
-    assert cfg.build.cmd == "make linux" and cfg.build.exclude_dir == ["dist"]
+    assert cfg.build.cmd == "make linux" and cfg.build.exclude_dir == ("dist",)
     assert cfg.build.bin == "./tmp/main"          # the windows block is not applied
-    assert cfg.warnings == []
+    assert cfg.warnings == ()
     assert "windows" not in config_to_dict(cfg)["build"]
 
 
@@ -330,8 +334,8 @@ def test_platform_blocks_are_checked_and_warn(tmp_path):
     message = error_of(tmp_path, '[build.darwin]\ndelay = "x"\n')
     assert message == ".air.toml: build.darwin.delay: expected an integer (milliseconds), got 'x'"
     cfg = load(tmp_path, '[build.windows]\ncmdd = "x"\n')
-    assert cfg.warnings == [
-        "build.windows.cmdd: unknown key in .air.toml (did you mean build.windows.cmd?); ignored"]
+    assert cfg.warnings == (
+        "build.windows.cmdd: unknown key in .air.toml (did you mean build.windows.cmd?); ignored",)
 
 
 def test_build_rules_load_and_are_checked(tmp_path):
@@ -346,8 +350,8 @@ delay = 200
 cmd = "go generate ./..."
 """)
     assert [r["name"] for r in cfg.build.rules] == ["assets", "rule-1"]
-    assert cfg.build.rules[0]["include_ext"] == ["js", "css"] and cfg.build.rules[0]["delay"] == 200
-    assert cfg.build.rules[1]["include_dir"] == []
+    assert cfg.build.rules[0]["include_ext"] == ("js", "css") and cfg.build.rules[0]["delay"] == 200
+    assert cfg.build.rules[1]["include_dir"] == ()
     assert config_to_dict(cfg)["build"]["rules"][1]["cmd"] == "go generate ./..."
     message = error_of(tmp_path, '[[build.rules]]\nname = "x"\n')
     assert message.startswith(".air.toml: build.rules[0]: cmd is required")
@@ -385,7 +389,7 @@ delay = 1000
 [proxy]
 bind = "0.0.0.0"
 """)
-    assert cfg.warnings == [
+    assert cfg.warnings == (
         "tmp_folder: unknown key in .air.toml (did you mean tmp_dir?); ignored",
         "watch_dir: unknown key in .air.toml; ignored",
         "build.follow_symlinks: unknown key in .air.toml (did you mean build.follow_symlink?); ignored",
@@ -395,10 +399,10 @@ bind = "0.0.0.0"
         "log.color: unknown key in .air.toml; ignored",
         "[coalor]: unknown table in .air.toml (did you mean color?); ignored",
         "[watch]: unknown table in .air.toml; ignored",
-    ]
+    )
     assert cfg.proxy.bind == "0.0.0.0"
-    assert load(tmp_path, '[log]\ncolor = "auto"\n').warnings == [
-        "log.color: unknown key in .air.toml; ignored"]
+    assert load(tmp_path, '[log]\ncolor = "auto"\n').warnings == (
+        "log.color: unknown key in .air.toml; ignored",)
 
 
 # ---------------------------------------------------------------- overrides
@@ -415,8 +419,8 @@ def test_overrides_convert_each_type(tmp_path):
     assert b.cmd == "make" and b.poll is True and b.stop_on_error is False
     assert b.delay == 0                      # overrides come after the mergo fallback, as in Air
     assert b.kill_delay == "2s" and b.kill_delay_s == 2.0 and b.rerun_delay == 250
-    assert b.entrypoint == ["python3", "app.py"] and b.args_bin == ["a", "b"]
-    assert b.exclude_dir == ["x"]
+    assert b.entrypoint == ("python3", "app.py") and b.args_bin == ("a", "b")
+    assert b.exclude_dir == ("x",)
     assert cfg.proxy.enabled and cfg.proxy.proxy_port == 8090
     assert cfg.root_path == str(tmp_path / "src") and cfg.tmp_dir == "tmp"
     assert cfg.misc.startup_banner == "hello" and cfg.color.app == "white"
@@ -428,9 +432,9 @@ def test_list_overrides_replace_then_extend(tmp_path):
         ("build.exclude_dir", "a,b"), ("build.include_ext", "py"), ("build.exclude_dir", "c"),
         ("build.exclude_dir", ""), ("build.include_ext", "html,css"),
     ])
-    assert cfg.build.exclude_dir == ["a", "b", "c"]
-    assert cfg.build.include_ext == ["py", "html", "css"]
-    assert load(tmp_path, "", overrides=[("build.exclude_dir", "")]).build.exclude_dir == []
+    assert cfg.build.exclude_dir == ("a", "b", "c")
+    assert cfg.build.include_ext == ("py", "html", "css")
+    assert load(tmp_path, "", overrides=[("build.exclude_dir", "")]).build.exclude_dir == ()
 
 
 @pytest.mark.parametrize("key,raw,expect", [
@@ -493,7 +497,7 @@ def test_legacy_air_conf_with_warning(tmp_path):
     assert len(cfg.warnings) == 1 and "deprecated" in cfg.warnings[0]
     write(tmp_path, '[build]\ncmd = "new"\n')
     cfg = load_config(cwd=str(tmp_path), env={})
-    assert cfg.build.cmd == "new" and cfg.warnings == []
+    assert cfg.build.cmd == "new" and cfg.warnings == ()
 
 
 def test_air_wd_env_var(tmp_path):
@@ -531,58 +535,6 @@ def test_config_to_dict_shape(tmp_path):
     assert data["misc"] == {"clean_on_exit": False, "startup_banner": None}
 
 
-# ---------------------------------------------------------------- init templates
-
-def check_template_loads(project):
-    text = init_template(str(project))
-    write(project, text)
-    cfg = load_config(cwd=str(project), env={})
-    assert cfg.warnings == []
-    assert text.startswith("# ")
-    return cfg
-
-
-def test_init_template_go(tmp_path):
-    (tmp_path / "go.mod").write_text("module x\n")
-    (tmp_path / "main.go").write_text("package main\n")
-    cfg = check_template_loads(tmp_path)
-    assert cfg.build.cmd == "go build -o ./tmp/main ."
-    assert cfg.build.entrypoint == ["./tmp/main"]
-    assert cfg.build.include_ext == ["go", "tpl", "tmpl", "html"]
-    assert cfg.build.exclude_regex_compiled[0].search("a/b_test.go")
-
-
-def test_init_template_go_with_single_cmd_dir(tmp_path):
-    (tmp_path / "go.mod").write_text("module x\n")
-    (tmp_path / "cmd" / "server").mkdir(parents=True)
-    (tmp_path / "cmd" / "server" / "main.go").write_text("package main\n")
-    assert check_template_loads(tmp_path).build.cmd == "go build -o ./tmp/main ./cmd/server"
-
-
-@pytest.mark.parametrize("files,entry", [
-    (["app.py"], ["python3", "app.py"]),
-    (["main.py", "app.py"], ["python3", "main.py"]),
-    (["manage.py", "app.py"], ["python3", "manage.py", "runserver", "--noreload"]),
-    (["mypkg/__main__.py"], ["python3", "-m", "mypkg"]),
-    ([".venv/bin/python", "server.py"], ["./.venv/bin/python", "server.py"]),
-    ([], ["python3", "main.py"]),
-])
-def test_init_template_python(tmp_path, files, entry):
-    for name in files:
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text("")
-    cfg = check_template_loads(tmp_path)
-    assert cfg.build.entrypoint == entry
-    assert cfg.build.cmd.startswith(entry[0] + " -m compileall -q ")
-    assert "py" in cfg.build.include_ext
-    assert {"__pycache__", ".venv", "venv"} <= set(cfg.build.exclude_dir)
-    patterns = cfg.build.exclude_regex_compiled
-    assert any(p.search("pkg/test_views.py") for p in patterns)
-    assert any(p.search("views_test.py") for p in patterns)
-    assert not any(p.search("pkg/latest_views.py") for p in patterns)
-    assert cfg.build.send_interrupt and cfg.build.kill_delay_s == 1.0
-
-
 def test_watcher_backend_key(tmp_path):
     """build.watcher is air_std's own key: "poll" (default) or "inotify"."""
     assert load(tmp_path, "").build.watcher == "poll"
@@ -591,3 +543,82 @@ def test_watcher_backend_key(tmp_path):
         load(tmp_path, '[build]\nwatcher = "fsevents"\n')
     with pytest.raises(ConfigError, match="build.watcher"):
         load_config(cwd=str(tmp_path), overrides=[("build.watcher", "bad")])
+
+
+# ---------------------------------------------------------------- one declaration per key
+
+def test_each_key_is_declared_once_and_the_classes_follow_it():
+    names = [(key.section, key.name) for key in schema.KEYS]
+    assert len(names) == len(set(names)) == 48
+    for section, cls in [("", Config)] + list(config.SECTION_CLASSES.items()):
+        declared = schema.BY_SECTION[section]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        assert list(fields)[:len(declared)] == list(declared)
+        for name, key in declared.items():
+            assert fields[name].default == key.default, key.dotted
+        seconds = {name[:-2] for name in dir(cls) if name.endswith("_s") and not name.startswith("_")}
+        assert seconds == {name for name, key in declared.items() if key.unit}, section
+    assert set(config_to_dict(Config())["build"]) == set(schema.BY_SECTION["build"]) | {"rules"}
+
+
+def test_flags_and_help_come_from_the_declaration():
+    for key in schema.KEYS:
+        assert schema.flag_key(key.dotted) is key
+    build_cmd = schema.BY_SECTION["build"]["cmd"]
+    assert all(schema.flag_key("build.%s.cmd" % p) is build_cmd for p in schema.PLATFORMS)
+    assert schema.help_keys()[:-1] == [key.dotted for key in schema.KEYS]
+    for dotted in ("build.linux", "build.linux.linux.cmd", ".root", "log.linux.time", "build..cmd"):
+        with pytest.raises(ConfigError, match="^unknown option --"):
+            schema.flag_key(dotted)
+
+
+# ---------------------------------------------------------------- frozen config objects
+
+def test_the_loaded_config_cannot_be_changed(tmp_path):
+    cfg = load(tmp_path, '[build]\nexclude_dir = ["a"]\n[[build.rules]]\ncmd = "x"\n',
+               overrides=[("build.entrypoint", "python3,app.py")])
+    for obj, attr in [(cfg, "root_path"), (cfg, "build"), (cfg.build, "cmd"), (cfg.build, "exclude_dir"),
+                      (cfg.proxy, "app_port"), (cfg.log, "silent"), (cfg.misc, "startup_banner")]:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, attr, getattr(obj, attr))
+    assert isinstance(cfg.build.exclude_dir, tuple) and isinstance(cfg.build.entrypoint, tuple)
+    assert isinstance(cfg.warnings, tuple) and isinstance(cfg.env_files, tuple)
+    with pytest.raises(TypeError):
+        cfg.build.rules[0]["cmd"] = "y"
+    with pytest.raises(AttributeError):
+        cfg.build.delay_s = 1
+
+
+def test_exclude_regex_is_compiled_once_and_kept(tmp_path):
+    b = load(tmp_path, '[build]\nexclude_regex = ["_test\\\\.go$", "^gen/"]\n').build
+    assert [p.pattern for p in b.exclude_regex_compiled] == ["_test\\.go$", "^gen/"]
+    assert all(isinstance(p, re.Pattern) for p in b.exclude_regex_compiled)
+    assert b.exclude_regex_compiled is b.exclude_regex_compiled
+
+
+def test_variants_for_tests_with_dataclasses_replace(tmp_path):
+    b = load(tmp_path, "").build
+    variant = dataclasses.replace(b, exclude_regex=["^vendor/"], delay=0)
+    assert variant.exclude_regex == ("^vendor/",) and variant.delay_s == 0.0
+    assert [p.pattern for p in variant.exclude_regex_compiled] == ["^vendor/"]
+    assert [p.pattern for p in b.exclude_regex_compiled] == ["_test.go"] and b.delay == 1000
+    with pytest.raises(ConfigError, match=r"^build\.exclude_regex: '\(' is not a valid regular expression"):
+        dataclasses.replace(b, exclude_regex=["("])
+
+
+def test_configs_built_by_hand_store_tuples(tmp_path):
+    cfg = Config(root=str(tmp_path), env_files=[".env"],
+                 build=config.BuildConfig(exclude_dir=["a"], rules=[{"name": "r", "cmd": "x"}]),
+                 proxy=config.ProxyConfig(enabled=True, proxy_port=8090, app_port=8080))
+    assert cfg.env_files == (".env",) and cfg.build.exclude_dir == ("a",)
+    assert cfg.build.rules[0]["cmd"] == "x"
+    assert (cfg.proxy.app_start_timeout_s, cfg.build.poll_interval_s) == (5.0, None)
+    assert config_to_dict(cfg)["env_files"] == [".env"]
+
+
+def test_a_variant_with_another_root_resolves_its_paths_again(tmp_path):
+    cfg = Config(root=str(tmp_path))
+    other = dataclasses.replace(cfg, root=str(tmp_path / "sub"), root_path="", tmp_path="", testdata_path="")
+    assert other.root_path == str(tmp_path / "sub") and other.tmp_path == str(tmp_path / "sub" / "tmp")
+    assert cfg.root_path == str(tmp_path)
+    assert "exclude_regex_compiled" not in repr(cfg.build) and "BuildConfig(" in repr(cfg)

@@ -33,7 +33,7 @@ PROPERTY = settings(max_examples=300, deadline=None,
 
 VALID_FILES = corpus_files()
 INVALID_FILES = corpus_files("invalid")
-# tomllib's position for each invalid corpus file (KEYS.md).
+# tomllib's line and column for each invalid file of the .air.toml corpus.
 INVALID_AT = {"004": (6, 13), "060": (9, 30), "086": (15, 13)}
 
 
