@@ -1,4 +1,6 @@
-"""Tests for air_std/proxy.py (and the client air_std/livereload.js).
+"""Tests for the live-reload proxy (air_std/proxy.py and the modules it is
+made of: proxy_server, proxy_handler, request_body, response_relay,
+websocket_tunnel, inject) and its client air_std/livereload.js.
 
 Everything runs for real on 127.0.0.1: a small stdlib app server (the
 `App` handler below) on port 0, the proxy on port 0, and http.client or raw
@@ -746,13 +748,6 @@ def test_port_in_use_is_a_clear_error():
         assert threading.active_count() <= before
 
 
-def test_bad_ports_are_config_errors():
-    with pytest.raises(ProxyError, match="forward to itself"):
-        LiveReloadProxy(proxy_cfg(8090, proxy_port=8090))
-    with pytest.raises(ProxyError, match="app_port"):
-        LiveReloadProxy(proxy_cfg(0))
-
-
 def test_listener_calls_after_stop_are_harmless(app):
     p = LiveReloadProxy(proxy_cfg(app.port))
     p.start()
@@ -923,7 +918,7 @@ console.log(JSON.stringify(out));
 def run_node(mode, tmp_path):
     node = shutil.which("node") or shutil.which("nodejs")
     if node is None:
-        pytest.skip("node is not installed: the browser tests (issue 4) cover livereload.js")
+        pytest.skip("node is not installed: tests/test_browser.py covers livereload.js in Chromium")
     harness = tmp_path / "harness.js"
     harness.write_text(NODE_HARNESS)
     out = subprocess.run([node, str(harness), str(REPO / "air_std" / "livereload.js"), mode],
