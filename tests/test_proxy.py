@@ -96,6 +96,7 @@ class App(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     gates = {}  # name -> threading.Event the test sets to let a response go on
+    cut = []  # paths of requests whose body ended early (the proxy hung up mid-upload)
 
     def log_message(self, *args):
         pass
@@ -181,10 +182,14 @@ class App(BaseHTTPRequestHandler):
             self.wfile.write(block)
 
     def echo(self):
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            body = read_chunked(self.rfile)
-        else:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                body = read_chunked(self.rfile)
+            else:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        except ValueError:  # read_chunked() at the end of the stream
+            App.cut.append(self.path)
+            raise
         out = json.dumps({
             "method": self.command, "path": self.path, "headers": self.headers.items(),
             "body_len": len(body), "body_sha": hashlib.sha256(body).hexdigest(),
@@ -238,6 +243,7 @@ class AppServer:
 @pytest.fixture
 def app():
     App.gates = {}
+    App.cut = []
     server = AppServer()
     yield server
     for gate in App.gates.values():
@@ -492,6 +498,119 @@ def test_chunked_upload_is_forwarded(app, make_proxy):
     c.request("GET", "/echo")
     assert json.loads(c.getresponse().read())["method"] == "GET"
     c.close()
+
+
+def exchange(port, data):
+    """Send raw bytes as a browser; everything the proxy answers until it closes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    got = b""
+    try:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the proxy answered and closed before reading all of it
+        while True:
+            try:
+                more = s.recv(65536)
+            except ConnectionResetError:  # it closed with our bytes still unread
+                break
+            if not more:
+                break
+            got += more
+    finally:
+        s.close()
+    return got
+
+
+def read_response(f):
+    """The body of the next response on f (a Content-Length one, as echo sends)."""
+    status = f.readline()
+    assert status.startswith(b"HTTP/1.1 200 "), status
+    length = None
+    while True:
+        line = f.readline()
+        if line == b"\r\n":
+            return f.read(length)
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+
+
+CHUNKED_POST = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"-5\r\nhello\r\n0\r\n\r\n", b"chunk size '-5\\r\\n' is not hexadecimal digits"),
+    (b"0x5\r\nhello\r\n0\r\n\r\n", b"malformed chunk size line '0x5\\r\\n'"),
+    (b"+5\r\nhello\r\n0\r\n\r\n", b"chunk size '+5\\r\\n' is not hexadecimal digits"),
+    (b"1_0\r\n" + b"h" * 16 + b"\r\n0\r\n\r\n", b"malformed chunk size line '1_0\\r\\n'"),
+    (b" 5\r\nhello\r\n0\r\n\r\n", b"is not hexadecimal digits"),
+    (b"1" * 17 + b"\r\n", b"chunk size has more than 16 hex digits"),
+    (b"5;" + b"e" * 100000 + b"\r\nhello\r\n0\r\n\r\n", b"chunk extensions longer than 4096 bytes"),
+    (b"5;a=\"open\r\nhello\r\n0\r\n\r\n", b"malformed chunk size line"),
+    (b"5\nhello\n0\n\n", b"malformed chunk size line '5\\n'"),
+    (b"5\r\nhelloXX0\r\n\r\n", b"chunk data not followed by CRLF"),
+    (b"5\r\nhello\n0\r\n\r\n", b"chunk data not followed by CRLF"),
+    (b"5\r\nhello\r\n0\r\nX-Pad: " + b"p" * 20000 + b"\r\n\r\n", b"trailer section longer than 16384 bytes"),
+    (b"5\r\nhello\r\n0\r\nno colon\r\n\r\n", b"malformed trailer field 'no colon\\r\\n'"),
+])
+def test_malformed_chunked_upload_is_a_400(app, make_proxy, body, reason):
+    """chunk-size is 1*HEXDIG, then chunk extensions, then CRLF; data ends with
+    CRLF; the trailer section is bounded: anything else is refused with a
+    one-line reason, the browser's connection closes and the app's request is
+    cut off (the app never answers it)."""
+    p = make_proxy(app.port)
+    answer = exchange(p.port, CHUNKED_POST + body)
+    head, _, text = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
+    assert b"Connection: close" in head
+    assert text.startswith(b"bad request: ") and text.endswith(b"\n") and text.count(b"\n") == 1
+    assert reason in text, text
+    wait_until(lambda: App.cut == ["/echo"], what="the app's request to be cut off")
+
+
+def test_malformed_second_chunk_aborts_the_request_the_app_has_begun(app, make_proxy):
+    p = make_proxy(app.port)
+    answer = exchange(p.port, CHUNKED_POST + b"5\r\nhello\r\n0x1\r\nx\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"malformed chunk size line" in answer
+    wait_until(lambda: App.cut == ["/echo"], what="the app's request to be cut off")
+    assert get(p.port, "/echo")[0].status == 200  # the proxy itself goes on
+
+
+def test_chunked_upload_with_extensions_and_trailers_is_forwarded_byte_exact(app, make_proxy):
+    p = make_proxy(app.port)
+    data = os.urandom(0x1A) + b"\r\n0\r\n\r\n" + os.urandom(70000)
+    body = (b"1a;name=value;flag ; q = \"a \\\" b\"\r\n" + data[:0x1A] + b"\r\n"
+            + b"0005\r\n" + data[0x1A:0x1F] + b"\r\n"
+            + b"%x\r\n" % (len(data) - 0x1F) + data[0x1F:] + b"\r\n"
+            + b"0;last\r\nX-Checksum: 1\r\nX-Other:\tv\r\n\r\n")
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    s.sendall(CHUNKED_POST + body + b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+    f = s.makefile("rb")
+    seen = json.loads(read_response(f))
+    assert (seen["body_len"], seen["body_sha"]) == (len(data), hashlib.sha256(data).hexdigest())
+    assert json.loads(read_response(f))["method"] == "GET"  # the connection goes on after it
+    f.close()
+    s.close()
+    assert App.cut == []
+
+
+@pytest.mark.parametrize("value", [b"+5", b"1_0", b"-5", b"0x5", b"5 5", b"\x0b5", b"5\x0c", b"\xb2",
+                                   b"1" * 19, b""])
+def test_content_length_must_be_digits(app, make_proxy, value):
+    p = make_proxy(app.port)
+    answer = exchange(p.port, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %s\r\n\r\nhello" % value)
+    head, _, text = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in head, answer[:300]
+    assert text.startswith(b"bad request: Content-Length ") and text.count(b"\n") == 1, text
+
+
+def test_content_length_may_have_spaces_and_tabs_around_it(app, make_proxy):
+    p = make_proxy(app.port)
+    answer = exchange(p.port, b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                              b"Content-Length: \t 5 \t\r\n\r\nhello")
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["body_len"] == 5
 
 
 def test_chunked_download_and_http10_client(app, make_proxy):
