@@ -14,6 +14,7 @@ import http.client
 import json
 import logging
 import os
+import resource
 import shutil
 import socket
 import struct
@@ -911,6 +912,38 @@ def test_stop_closes_50_streams_and_leaves_no_thread(app):
     for s in clients:
         s.close()
     keep_alive.close()
+
+
+def test_stop_ends_1000_streams_within_its_bound(app):
+    """At shutdown every SSE handler leaves the subscriber registry at once;
+    1000 of them must not queue on its lock past stop_timeout_s (they did:
+    each release of the lock woke every waiting handler)."""
+    n = 1000
+    need = 2 * n + 256  # both ends of every stream live in this process
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            pytest.skip("RLIMIT_NOFILE hard limit %d < %d" % (hard, need))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    p = LiveReloadProxy(proxy_cfg(app.port))
+    p.start()
+    clients = []
+    try:
+        for _ in range(n):
+            clients.append(socket.create_connection(("127.0.0.1", p.port), timeout=10))
+            clients[-1].sendall(b"GET /__air_internal/sse HTTP/1.1\r\nHost: t\r\n\r\n")
+        for s in clients:
+            read_until(s, b"retry:")
+        wait_until(lambda: p.subscribers.count() == n, timeout=20, what="%d subscribers" % n)
+        p.stop()
+        assert p.join(p.stop_timeout_s), "air-proxy did not end within stop_timeout_s"
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("air-proxy")]
+    finally:
+        for s in clients:
+            s.close()
+        stop(p)
+        if soft < need:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_stuck_and_vanished_clients_do_not_block_stop(app):
