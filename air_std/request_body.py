@@ -121,7 +121,7 @@ def _chunk_size(line):
         raise BadBody("chunk size %s is not hexadecimal digits" % _shown(line))
     if len(digits) > MAX_SIZE_DIGITS:
         raise BadBody("chunk size has more than %d hex digits" % MAX_SIZE_DIGITS)
-    if not complete:
+    if not complete or len(line) - len(digits) - 2 > MAX_EXTENSIONS:
         raise BadBody("chunk extensions longer than %d bytes" % MAX_EXTENSIONS)
     if not _EXTENSIONS.match(line, len(digits)):
         raise BadBody("malformed chunk size line %s" % _shown(line))
