@@ -203,6 +203,9 @@ class App(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def websocket(self):
+        if self.path == "/ws-hangup":  # an app that dies during the handshake
+            self.close_connection = True
+            return
         key = self.headers["Sec-WebSocket-Key"]
         self.send_response(101)
         self.send_header("Upgrade", "websocket")
@@ -836,6 +839,35 @@ def test_websocket_echo_through_the_proxy(app, make_proxy):
     assert ws_read(f.read)[0] == 8
     assert f.read(1) == b""  # the tunnel closes with the app's side
     f.close()
+    s.close()
+
+
+def test_websocket_frames_sent_with_the_handshake_reach_the_app(app, make_proxy):
+    """Bytes the browser sends right behind its Upgrade request may already sit
+    in the handler's read buffer: the tunnel passes them on first."""
+    p = make_proxy(app.port)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+              + ws_frame(b"early", opcode=1))
+    f = s.makefile("rb")
+    while f.readline() not in (b"\r\n", b""):
+        pass
+    assert ws_read(f.read) == (1, b"hello from the app")
+    assert ws_read(f.read) == (1, b"early")
+    f.close()
+    s.close()
+
+
+def test_websocket_app_hanging_up_in_the_handshake_is_a_502(app, make_proxy):
+    p = make_proxy(app.port)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    s.sendall(b"GET /ws-hangup HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    answer = read_until(s, b"</html>")
+    assert answer.startswith(b"HTTP/1.1 502 ")
+    assert b"app not reachable at 127.0.0.1:%d (the app closed the connection)" % app.port in answer
+    assert wait_closed(s, 2.0)
     s.close()
 
 
