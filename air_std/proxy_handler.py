@@ -30,7 +30,7 @@ from air_std.broadcast import Event, RegistryClosed
 from air_std.inject import DECODABLE, script_tag
 from air_std.messages import STOP
 from air_std.proxy_http import APP_HOST, CLIENT_GONE, HOP_BY_HOP, AppGone, tokens
-from air_std.request_body import framing, read_chunked, read_length
+from air_std.request_body import BadBody, framing, read_chunked, read_length
 from air_std.response_relay import ResponseRelay
 from air_std.websocket_tunnel import WebSocketTunnel, connect_app, status_of
 
@@ -398,6 +398,11 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     def _websocket(self):
         self.close_connection = True  # after a tunnel the connection is not HTTP any more
+        try:
+            framing(self.headers)  # a Content-Length the app gets must be one
+        except BadBody as exc:
+            self._bad_request(exc)
+            return
         sock = self._connect(self._open_app_socket)
         if sock is None:
             return

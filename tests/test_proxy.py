@@ -871,6 +871,14 @@ def test_websocket_app_hanging_up_in_the_handshake_is_a_502(app, make_proxy):
     s.close()
 
 
+def test_websocket_upgrade_with_a_bad_content_length_is_a_400(app, make_proxy):
+    p = make_proxy(app.port)
+    answer = exchange(p.port, b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                              b"Content-Length: +0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"Content-Length '+0' is not a decimal number" in answer
+
+
 def test_websocket_tunnel_ends_on_stop(app, make_proxy):
     p = make_proxy(app.port)
     s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
