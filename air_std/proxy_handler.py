@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit, urlunsplit
 
 from air_std.broadcast import Event, RegistryClosed
-from air_std.inject import DECODABLE, script_tag
+from air_std.inject import DECODABLE
 from air_std.messages import STOP
 from air_std.proxy_http import APP_HOST, CLIENT_GONE, HOP_BY_HOP, AppGone, tokens
 from air_std.request_body import BadBody, framing, read_chunked, read_length
@@ -367,7 +367,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     def _relay(self, resp):
         """Send the app's response to the browser, streaming the body."""
-        relay = ResponseRelay(self, resp, script_tag(self.proxy.generation))
+        relay = ResponseRelay(self, resp, self.proxy.generation)
         done = False
         try:
             relay.send()

@@ -11,7 +11,7 @@ import http.client
 import logging
 import zlib
 
-from air_std.inject import DECODABLE, HTMLInjector, StreamDecoder
+from air_std.inject import DECODABLE, HTMLInjector, StreamDecoder, script_tag
 from air_std.proxy_http import CHUNK, HOP_BY_HOP, AppGone, tokens
 
 log = logging.getLogger("air_std.proxy")
@@ -28,17 +28,18 @@ class ResponseRelay:
     writes through its send_response_only / send_header / end_headers /
     log_request and wfile, reads its request's command, path and version,
     and sets its close_connection when a body must end with the connection
-    (an HTTP/1.0 browser and no length). `tag` is the script tag HTML pages get.
+    (an HTTP/1.0 browser and no length). `generation` is the app start number
+    the script tag of an HTML page carries.
 
     send() raises AppGone when the app breaks off the response; `head_sent`
     then says whether the browser already has a status line (if not, the
     handler can still answer with its 502 page).
     """
 
-    def __init__(self, handler, resp, tag):
+    def __init__(self, handler, resp, generation):
         self.handler = handler
         self.resp = resp
-        self.tag = tag
+        self.generation = generation
         self.head_sent = False
 
     def send(self):
@@ -105,7 +106,7 @@ class ResponseRelay:
             self.handler.wfile.write(b"0\r\n\r\n")
 
     def _relay_html(self, headers, encoding):
-        injector = HTMLInjector(self.resp.msg.get_content_charset(), self.tag)
+        injector = HTMLInjector(self.resp.msg.get_content_charset(), script_tag(self.generation))
         decoder = None if encoding == "identity" else StreamDecoder(encoding)
         if decoder:
             headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]
