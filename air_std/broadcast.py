@@ -123,8 +123,17 @@ class Subscribers:
     def remove(self, sub_id):
         """Forget sub_id and wake its handler with STOP. Unknown or already
         removed ids are a no-op, before or after close()."""
-        with self._lock.write:
+        if self._closed:
+            # After close() the registry only shrinks: add() refuses, publish()
+            # copies nothing, and close() stops the mailboxes from its own copy
+            # of the dict; so nothing iterates the dict any more and a pop
+            # (atomic) needs no lock. At shutdown every SSE handler leaves at
+            # once, and through the lock (each release wakes every waiting
+            # writer) 1000 open streams took over 8 s to end instead of 0.7 s.
             sub = self._subs.pop(sub_id, None)
+        else:
+            with self._lock.write:
+                sub = self._subs.pop(sub_id, None)
         if sub is not None:
             sub._stop()
             log.debug("SSE subscriber %d removed", sub_id)
@@ -148,13 +157,16 @@ class Subscribers:
         Idempotent; when any call returns, every subscriber is stopped."""
         with self._lock.write:
             first = not self._closed
+            subs = list(self._subs.values()) if first else []
+            # remove() pops without the lock from here on (see there), so the
+            # loop below goes over a copy of the dict.
             self._closed = True
             # Stopping under the write lock (each stop is a few bytecodes and
             # never blocks) means a concurrent second close() cannot return
             # before every mailbox is stopped.
-            for sub in self._subs.values():
+            for sub in subs:
                 sub._stop()
-            n = len(self._subs)
+            n = len(subs)
         if first:
             log.debug("subscriber registry closed; %d SSE handler(s) woken", n)
 

@@ -17,8 +17,10 @@ def script_tag(generation):
     """The tag for a page served while app start number `generation` was current:
     the client compares it with the server's number to notice a missed reload."""
     return b'<script src="/__air_internal/livereload.js" data-air-gen="%d"></script>' % generation
-DECODABLE = frozenset(("identity", "gzip", "x-gzip", "deflate"))
 
+
+# Content-Encodings of an HTML page the proxy can decode to inject into it.
+DECODABLE = frozenset(("identity", "gzip", "x-gzip", "deflate"))
 
 _BODY_END = re.compile(rb"</body\s{0,8}>", re.IGNORECASE)
 _BODY_END_TEXT = re.compile(r"</body\s{0,8}>", re.IGNORECASE)

@@ -1,0 +1,152 @@
+"""Tests for air_std/request_body.py: the framing a request's headers announce,
+and the readers of a chunked or Content-Length body, on a real buffered
+reader over the bytes a browser would send. test_proxy.py sends the same
+cases through a running proxy with real sockets.
+"""
+
+import email.message
+import io
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from air_std.request_body import (MAX_EXTENSIONS, MAX_TRAILER, BadBody, framing, read_chunked,
+                                  read_length)
+
+
+def headers(*pairs):
+    msg = email.message.Message()
+    for name, value in pairs:
+        msg[name] = value
+    return msg
+
+
+def reader(data):
+    # the handler's rfile is a BufferedReader over the socket; this one is over bytes
+    return io.BufferedReader(io.BytesIO(data), buffer_size=8192)
+
+
+def dechunk(data):
+    return b"".join(read_chunked(reader(data)))
+
+
+# --- framing -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pairs, expected", [
+    ((), (None, 0)),
+    ((("Content-Length", "0"),), (None, 0)),
+    ((("Content-Length", "12"),), ("length", 12)),
+    ((("Content-Length", " \t12\t "),), ("length", 12)),
+    ((("Content-Length", "12"), ("Content-Length", "12")), ("length", 12)),
+    ((("Transfer-Encoding", "chunked"),), ("chunked", None)),
+    ((("Transfer-Encoding", "gzip, Chunked"),), ("chunked", None)),
+    ((("Transfer-Encoding", "chunked"), ("Content-Length", "+5")), ("chunked", None)),
+])
+def test_framing(pairs, expected):
+    assert framing(headers(*pairs)) == expected
+
+
+@pytest.mark.parametrize("pairs, reason", [
+    ((("Content-Length", "+5"),), "Content-Length '+5' is not a decimal number"),
+    ((("Content-Length", "1_0"),), "Content-Length '1_0' is not a decimal number"),
+    ((("Content-Length", "\x0b5"),), "Content-Length '\\x0b5' is not a decimal number"),
+    ((("Content-Length", "\u0665"),), "is not a decimal number"),  # an Arabic-Indic 5: int() takes it
+    ((("Content-Length", "5"), ("Content-Length", "6")), "conflicting Content-Length headers"),
+    ((("Content-Length", "9" * 19),), "Content-Length has more than 18 digits"),
+    ((("Transfer-Encoding", "gzip"),), "unsupported Transfer-Encoding 'gzip'"),
+])
+def test_malformed_framing(pairs, reason):
+    with pytest.raises(BadBody) as info:
+        framing(headers(*pairs))
+    assert reason in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+# --- readers ---------------------------------------------------------------------
+
+
+def test_read_length_yields_pieces_and_notices_a_browser_that_left():
+    assert b"".join(read_length(reader(b"abcdef" * 30000), 180000)) == b"abcdef" * 30000
+    with pytest.raises(ConnectionResetError):
+        b"".join(read_length(reader(b"abc"), 4))
+
+
+def test_extensions_and_trailers_are_read_and_dropped():
+    body = (b"3;a=b;c;d=\"quoted ; \\\" =\"\r\nabc\r\n"
+            b"00000A \t; x = y\r\n0123456789\r\n"
+            b"0;end=1\r\nX-Sum: abc\r\nX-Empty:\r\n\r\n")
+    assert dechunk(body) == b"abc0123456789"
+
+
+def test_the_body_ends_at_its_last_chunk():
+    r = reader(b"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n")
+    assert b"".join(read_chunked(r)) == b"abc"
+    assert r.read() == b"GET / HTTP/1.1\r\n"  # the next request on the connection is untouched
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"-5\r\nhello\r\n0\r\n\r\n", "chunk size '-5\\r\\n' is not hexadecimal digits"),
+    (b"0x5\r\nhello\r\n0\r\n\r\n", "malformed chunk size line '0x5\\r\\n'"),
+    (b"+5\r\nhello\r\n0\r\n\r\n", "chunk size '+5\\r\\n' is not hexadecimal digits"),
+    (b"1_0\r\n", "malformed chunk size line '1_0\\r\\n'"),
+    (b"\r\n", "chunk size '\\r\\n' is not hexadecimal digits"),
+    (b"5 \r\nhello\r\n0\r\n\r\n", "malformed chunk size line '5 \\r\\n'"),
+    (b"5;\r\nhello\r\n", "malformed chunk size line"),
+    (b"5;a=\r\nhello\r\n", "malformed chunk size line"),
+    (b"5;a=b c\r\nhello\r\n", "malformed chunk size line"),
+    (b"5\rhello\r\n", "malformed chunk size line"),
+    (b"1" * 17 + b"\r\n", "chunk size has more than 16 hex digits"),
+    (b"5;" + b"e" * (MAX_EXTENSIONS + 1) + b"\r\nhello\r\n", "chunk extensions longer than 4096 bytes"),
+    (b"5\r\nhelloX\r\n", "chunk data not followed by CRLF"),
+    (b"5\r\nhello\n0\r\n\r\n", "chunk data not followed by CRLF"),
+    (b"0\r\nX: " + b"p" * MAX_TRAILER + b"\r\n\r\n", "trailer section longer than 16384 bytes"),
+    (b"0\r\n" + b"X: y\r\n" * (MAX_TRAILER // 6 + 1) + b"\r\n", "trailer section longer than 16384 bytes"),
+    (b"0\r\n folded\r\n\r\n", "malformed trailer field ' folded\\r\\n'"),
+    (b"0\r\nX: y\n\r\n", "malformed trailer field"),
+    (b"0\r\n\n", "malformed trailer field '\\n'"),
+])
+def test_malformed_chunked_bodies(body, reason):
+    with pytest.raises(BadBody) as info:
+        dechunk(body)
+    assert reason in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_longest_allowed_extensions_and_size_pass():
+    ext = b";" + b"e" * (MAX_EXTENSIONS - 1)
+    assert dechunk(b"0000000000000005" + ext + b"\r\nhello\r\n0\r\n\r\n") == b"hello"
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"5", b"5\r", b"5\r\nhel", b"5\r\nhello", b"5\r\nhello\r", b"5\r\nhello\r\n0\r\n",
+    b"5\r\nhello\r\n0\r\nX: y\r\n", b"5;ext", b"0\r\nX: y",
+])
+def test_a_body_cut_short_is_a_browser_that_left(body):
+    with pytest.raises(ConnectionResetError):
+        dechunk(body)
+
+
+_chunk_ext = st.lists(
+    st.tuples(st.sampled_from(["", " ", "\t "]), st.from_regex(r"[a-z0-9!#$%&'*+.^_`|~-]{1,8}", fullmatch=True),
+              st.one_of(st.none(), st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True),
+                        st.from_regex(r'"([ a-z;=,]|\\")*"', fullmatch=True))),
+    max_size=3)
+
+
+def _encode(size, pad, upper, ext):
+    digits = ("%x" % size).upper() if upper else "%x" % size
+    text = "0" * pad + digits
+    for ws, name, value in ext:
+        text += ws + ";" + ws + name + ("" if value is None else ws + "=" + ws + value)
+    return text.encode() + b"\r\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.binary(min_size=1, max_size=300), st.integers(0, 3), st.booleans(), _chunk_ext),
+                max_size=8),
+       st.lists(st.from_regex(r"[A-Za-z-]{1,10}: [ -~]{0,20}", fullmatch=True), max_size=3))
+def test_any_valid_chunked_body_decodes_to_its_data(chunks, trailers):
+    wire = b"".join(_encode(len(data), pad, upper, ext) + data + b"\r\n" for data, pad, upper, ext in chunks)
+    wire += b"0\r\n" + b"".join(t.encode() + b"\r\n" for t in trailers) + b"\r\n"
+    assert dechunk(wire) == b"".join(data for data, _, _, _ in chunks)
