@@ -33,14 +33,20 @@ class _Side:
 
 
 class RWLock:
-    """Writer-preferring readers-writer lock built on one threading.Condition; no writer starvation.
+    """Writer-preferring readers-writer lock; no writer starvation.
 
-    Every method is safe from any thread. `acquire_*` return False on timeout
-    (`timeout=None` waits for ever, as `threading.Lock` does).
+    One mutex, two conditions: waiting writers are woken one at a time (only
+    one can hold the lock, and a shutdown that removes a thousand subscribers
+    must not wake a thousand threads at every release), waiting readers all
+    at once. Every method is safe from any thread. `acquire_*` return False
+    on timeout (`timeout=None` waits for ever, as `threading.Lock` does).
     """
 
     def __init__(self):
-        self._cond = threading.Condition(threading.Lock())
+        mutex = threading.Lock()
+        self._readers_ok = threading.Condition(mutex)
+        self._writer_ok = threading.Condition(mutex)
+        self._mutex = mutex
         self._readers = 0  # threads holding the read side
         self._writer = False  # a thread holds the write side
         self._writers_waiting = 0
@@ -48,41 +54,51 @@ class RWLock:
         self._write = _Side(self.acquire_write, self.release_write)
 
     def acquire_read(self, timeout=None):
-        with self._cond:
-            ok = self._cond.wait_for(lambda: not self._writer and not self._writers_waiting, timeout)
-            if ok:
-                self._readers += 1
-            return ok
+        with self._mutex:
+            return self._readers_ok.wait_for(self._read_may_enter, timeout) and self._enter_read()
+
+    def _read_may_enter(self):
+        return not self._writer and not self._writers_waiting
+
+    def _enter_read(self):
+        self._readers += 1
+        return True
 
     def release_read(self):
-        with self._cond:
+        with self._mutex:
             if self._readers <= 0:
                 raise RuntimeError("RWLock.release_read() without a matching acquire_read()")
             self._readers -= 1
-            if not self._readers:
-                self._cond.notify_all()
+            if not self._readers and self._writers_waiting:
+                self._writer_ok.notify()
 
     def acquire_write(self, timeout=None):
-        with self._cond:
+        with self._mutex:
             self._writers_waiting += 1
             ok = False
             try:
-                ok = self._cond.wait_for(lambda: not self._writer and not self._readers, timeout)
+                ok = self._writer_ok.wait_for(lambda: not self._writer and not self._readers, timeout)
             finally:
                 self._writers_waiting -= 1
                 if ok:
                     self._writer = True
                 elif not self._writers_waiting:
                     # We gave up (timeout or exception): readers held back only by us may go now.
-                    self._cond.notify_all()
+                    self._readers_ok.notify_all()
+                elif not self._writer and not self._readers:
+                    # we may have taken the one wake-up meant for the next writer
+                    self._writer_ok.notify()
             return ok
 
     def release_write(self):
-        with self._cond:
+        with self._mutex:
             if not self._writer:
                 raise RuntimeError("RWLock.release_write() without a matching acquire_write()")
             self._writer = False
-            self._cond.notify_all()
+            if self._writers_waiting:
+                self._writer_ok.notify()
+            else:
+                self._readers_ok.notify_all()
 
     @property
     def read(self):

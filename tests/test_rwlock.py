@@ -63,7 +63,7 @@ def workers():
 
 
 def writers_waiting(lock):
-    with lock._cond:
+    with lock._mutex:
         return lock._writers_waiting
 
 
