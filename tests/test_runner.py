@@ -4,6 +4,7 @@ real build commands and a real app; the log formatter on real streams."""
 import io
 import logging
 import queue
+import re
 import sys
 import threading
 
@@ -158,3 +159,15 @@ def test_colour_only_on_a_terminal_and_never_with_no_color():
     assert not airlog.colour_enabled(Tty(), env={"NO_COLOR": "1"})
     assert not airlog.colour_enabled(io.StringIO(), env={})
     assert airlog.colour_enabled(io.StringIO(), env={"FORCE_COLOR": "1"})
+
+
+def test_a_record_of_several_lines_shows_as_that_many_prefixed_lines():
+    """The runner logs a chunk of build output as one record: each of its lines
+    must look as if it had been logged alone (prefix, time, colour)."""
+    rec = logging.LogRecord("air_std.build", logging.INFO, "", 0, "%s", ("one\n\nthree",), None)
+    plain = airlog.PartFormatter().format(rec)
+    assert plain.split("\n") == ["build   | one", "build   | ", "build   | three"]
+    timed = airlog.PartFormatter(add_time=True).format(rec).split("\n")
+    assert [re.sub(r"^\d\d:\d\d:\d\d ", "", line) for line in timed] == plain.split("\n")
+    coloured = airlog.PartFormatter({"build": "yellow"}, use_colour=True).format(rec).split("\n")
+    assert coloured == ["\x1b[33mbuild   | %s\x1b[0m" % s for s in ("one", "", "three")]
