@@ -22,7 +22,6 @@ import threading
 import time
 
 from air_std import proctable, waitio
-from air_std.proctable import ROLE_VAR  # noqa: F401 (the runner tags builds and the app with it)
 
 IS_WINDOWS = os.name == "nt"
 _pidfd_open = getattr(os, "pidfd_open", None)  # Linux, Python >= 3.9: a wakeup at a child's exit
