@@ -172,7 +172,7 @@ def test_sigint_stops_the_whole_app_tree(tmp_path, run_air):
     elapsed = time.monotonic() - started
     alive = [p for p in pids if pid_alive(p)]
     assert not alive, "left alive: %r\n%s" % (alive, air.output())
-    # bound from the issue: kill_delay + 1 s (reported, not a timing assertion on a shared box)
+    # the goal is kill_delay + 1 s; reported, not asserted: a shared machine makes timings noisy
     print("SIGINT to exit with a stubborn tree: %.2fs" % elapsed)
 
 
