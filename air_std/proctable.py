@@ -16,7 +16,7 @@ group itself.
 
 import os
 
-__all__ = ["ProcTable", "read", "descendants", "app_tagged", "ROLE_VAR"]
+__all__ = ["ProcTable", "read", "app_tagged", "ROLE_VAR", "CHILDREN_FILES"]
 
 # Set in the app's environment (and so inherited by everything it starts), so that
 # orphans re-parented to air_std can be told apart: the app's (stopped with it)
@@ -89,11 +89,6 @@ def read():
             if entry is not None:
                 table[int(name)] = entry
     return ProcTable(table)
-
-
-def descendants(root_pid, table=None):
-    """Every pid below root_pid (reading /proc unless a table is given)."""
-    return (read() if table is None else table).descendants(root_pid)
 
 
 def app_tagged(pid):

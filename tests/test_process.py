@@ -59,9 +59,9 @@ def test_both_readings_of_proc_agree_on_the_subtree(tmp_path, monkeypatch):
     proc, pids = start_tree(tmp_path)
     try:
         me = os.getpid()
-        mine = proctable.descendants(me)
+        mine = proctable.read().descendants(me)
         monkeypatch.setattr(proctable, "CHILDREN_FILES", not proctable.CHILDREN_FILES)
-        assert proctable.descendants(me) == mine
+        assert proctable.read().descendants(me) == mine
         assert set(pids) <= mine
     finally:
         process.stop(proc, signal.SIGTERM, grace_s=0.3, adopt=True)
@@ -156,7 +156,7 @@ def test_stop_after_exit_is_safe(tmp_path):
 
 def test_descendants_and_describe_exit(tmp_path):
     proc = process.spawn("sleep 30 & sleep 30 & wait", cwd=str(tmp_path), env=None, shell=True)
-    wait_until(lambda: len(proctable.descendants(proc.pid)) >= 2, what="two children")
+    wait_until(lambda: len(proctable.read().descendants(proc.pid)) >= 2, what="two children")
     process.stop(proc, grace_s=1)
     assert process.describe_exit(-9) == "killed by SIGKILL"
     assert process.describe_exit(2) == "exit status 2"
@@ -168,3 +168,13 @@ def test_kill_all_descendants_sweeps(tmp_path):
     for p in procs:
         assert p.wait(5) == -signal.SIGKILL
         process._forget(p)
+
+
+def test_without_proc_the_group_signal_is_what_counts(tmp_path, monkeypatch):
+    """macOS and the BSDs have no /proc: the table is empty, and whether a group
+    still lives is asked of the kernel (killpg(pgid, 0)), in one place."""
+    monkeypatch.setattr(proctable, "read", lambda: proctable.ProcTable({}, available=False))
+    proc = process.spawn("sleep 30 & exec sleep 30", cwd=str(tmp_path), env=None, shell=True)
+    assert process.group_alive(proc.pid)
+    assert process.stop(proc, signal.SIGTERM, grace_s=5) == -signal.SIGTERM
+    assert not process.group_alive(proc.pid)
