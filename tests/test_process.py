@@ -172,9 +172,17 @@ def test_kill_all_descendants_sweeps(tmp_path):
 
 def test_without_proc_the_group_signal_is_what_counts(tmp_path, monkeypatch):
     """macOS and the BSDs have no /proc: the table is empty, and whether a group
-    still lives is asked of the kernel (killpg(pgid, 0)), in one place."""
+    still lives is asked of the kernel (killpg(pgid, 0)), in one place. They have
+    no subreaper either: orphans go to init, which reaps them (a subreaper with no
+    table to find its zombies in would keep the group alive)."""
+    import ctypes
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
     monkeypatch.setattr(proctable, "read", lambda: proctable.ProcTable({}, available=False))
-    proc = process.spawn("sleep 30 & exec sleep 30", cwd=str(tmp_path), env=None, shell=True)
-    assert process.group_alive(proc.pid)
-    assert process.stop(proc, signal.SIGTERM, grace_s=5) == -signal.SIGTERM
-    assert not process.group_alive(proc.pid)
+    assert prctl(36, 0, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER off, for this test only
+    try:
+        proc = process.spawn("sleep 30 & exec sleep 30", cwd=str(tmp_path), env=None, shell=True)
+        assert process.group_alive(proc.pid)
+        assert process.stop(proc, signal.SIGTERM, grace_s=5) == -signal.SIGTERM
+        assert not process.group_alive(proc.pid)
+    finally:
+        assert process.make_subreaper()

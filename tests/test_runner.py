@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from air_std import envfile, log as airlog
+from air_std import envfile, log as airlog, process
 from air_std.app import App
 from air_std.build import BuildCancelled, Builder
 from air_std.buildoutput import StrayPipes
@@ -138,6 +138,9 @@ def make_builder(tmp_path):
 
 
 def test_a_build_is_cancelled_between_reads_and_its_whole_group_stopped(tmp_path):
+    # as air_std does: the build's orphans come back to this process, so stop()
+    # can see them until they are gone
+    assert process.make_subreaper()
     builder, _ = make_builder(tmp_path)
     command = "sleep 30 & echo $! > child.pid; echo started; wait"
     with pytest.raises(BuildCancelled):
