@@ -1,13 +1,16 @@
 """Reading `env_files` (dotenv format) for the app's environment.
 
-Called by the runner thread before each app start, so edits to .env take
-effect at the next restart. Air's rules: missing files are skipped, later
-files override earlier ones, and a variable already set in air_std's own
-environment wins over every file.
+Called by the runner thread before each build, app start and post_cmd, so
+edits to .env take effect at the next restart. Air's rules: missing files
+are skipped, later files override earlier ones, and a variable already set
+in air_std's own environment wins over every file.
 """
 
+import logging
 import os
 import re
+
+log = logging.getLogger("air_std.runner")
 
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*)$")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
@@ -42,9 +45,7 @@ def parse(text):
         if m:
             value = _unquote(m.group(2))
             if "\0" in value:  # no environment can hold it; the app would not start
-                import logging
-                logging.getLogger("air_std.runner").warning(
-                    "env file: %s has a NUL byte in its value; skipped", m.group(1))
+                log.warning("env file: %s has a NUL byte in its value; skipped", m.group(1))
                 continue
             values[m.group(1)] = value
     return values
@@ -62,8 +63,7 @@ def load(paths, root, environ=None):
         except FileNotFoundError:
             continue
         except (OSError, UnicodeDecodeError) as exc:
-            import logging
-            logging.getLogger("air_std.runner").warning("cannot read env file %s: %s", full, exc)
+            log.warning("cannot read env file %s: %s", full, exc)
     for key, value in from_files.items():
         environ.setdefault(key, value)
     return environ

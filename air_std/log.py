@@ -51,13 +51,22 @@ class PartFormatter(logging.Formatter):
 
     def format(self, record):
         part = record.name.rpartition(".")[2] if record.name.startswith("air_std.") else "main"
-        text = "%-8s| %s%s" % (part, _LEVEL_TAGS.get(record.levelno, ""), record.getMessage())
+        prefix = "%-8s| " % part
+        if self.add_time:
+            prefix = time.strftime("%H:%M:%S ", time.localtime(record.created)) + prefix
+        code = _ANSI.get(str(self.colours.get(part, "")).lower().replace("_", ""))
+        colour = self.use_colour and code
+        message = record.getMessage()
+        if "\n" in message:
+            # Several lines in one record (the runner logs a build's output a chunk
+            # at a time, to keep up with it): each line gets the prefix and the
+            # colour, as if logged alone (log viewers reset colours at newlines).
+            joint = "\x1b[0m\n\x1b[%sm%s" % (code, prefix) if colour else "\n" + prefix
+            message = message.replace("\n", joint)
+        text = prefix + _LEVEL_TAGS.get(record.levelno, "") + message
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        if self.add_time:
-            text = time.strftime("%H:%M:%S ", time.localtime(record.created)) + text
-        code = _ANSI.get(str(self.colours.get(part, "")).lower().replace("_", ""))
-        if self.use_colour and code:
+        if colour:
             text = "\x1b[%sm%s\x1b[0m" % (code, text)
         return text
 

@@ -1,15 +1,16 @@
 """Spawning commands in their own process group and stopping them completely.
 
-Called by the runner thread (builds, the app) and by the engine on the main
-thread (post_cmd, the last-resort sweep at shutdown). Nothing here starts a
+Called by the runner thread (builds, the app, post_cmd) and by the engine on
+the main thread (the last-resort sweep at shutdown). Nothing here starts a
 thread.
 
 Stopping is about the whole tree, not the leader: a group signal reaches every
 process in the command's group; descendants that left the group (`setsid`,
-daemonizing) are found by walking /proc from the leader before signalling, and
-because air_std makes itself a child subreaper (Linux) such processes are
-re-parented to air_std when their parent dies, so they can still be found,
-stopped and reaped. On platforms without /proc only the group is handled.
+daemonizing) are found in /proc (proctable.py) from the leader before
+signalling, and because air_std makes itself a child subreaper (Linux) such
+processes are re-parented to air_std when their parent dies, so they can still
+be found, stopped and reaped. On platforms without /proc only the group is
+handled.
 """
 
 import logging
@@ -20,7 +21,7 @@ import sys
 import threading
 import time
 
-from air_std import waitio
+from air_std import proctable, waitio
 
 IS_WINDOWS = os.name == "nt"
 _pidfd_open = getattr(os, "pidfd_open", None)  # Linux, Python >= 3.9: a wakeup at a child's exit
@@ -30,10 +31,6 @@ log = logging.getLogger("air_std.runner")
 # must never waitpid() them (it would steal their exit status).
 _tracked = set()
 _tracked_lock = threading.Lock()
-# Set in the app's environment (and so inherited by everything it starts), so that
-# orphans re-parented to air_std can be told apart: the app's (stopped with it)
-# from a build tool's daemons (left alone, as Air does).
-ROLE_VAR = "AIR_STD_ROLE"
 
 
 def make_subreaper():
@@ -65,118 +62,9 @@ def _forget(proc):
         _tracked.discard(proc.pid)
 
 
-def _proc_table():
-    """{pid: (ppid, pgid, state)} of the processes below air_std (a superset
-    where the kernel has no /proc/PID/task/TID/children); None without /proc.
-
-    Every caller asks about air_std's own subtree, so where the kernel lists
-    each thread's children only that subtree is read: a few files, instead of
-    one per process on the machine (a busy CI host has hundreds)."""
-    if _CHILDREN_FILES:
-        return _subtree_table(os.getpid())
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return None
-    table = {}
-    for name in names:
-        if name.isdigit():
-            entry = _stat_entry(name)
-            if entry is not None:
-                table[int(name)] = entry
-    return table
-
-
-def _stat_entry(pid):
-    """(ppid, pgid, state) from /proc/PID/stat; None once it is gone."""
-    try:
-        with open("/proc/%s/stat" % pid, "rb") as f:
-            data = f.read()
-    except OSError:  # exited while we looked
-        return None
-    # the command name may hold spaces and parentheses: split after the last ')'
-    fields = data[data.rfind(b")") + 2:].split()
-    if len(fields) < 3:
-        return None
-    return int(fields[1]), int(fields[2]), fields[0].decode()
-
-
-def _children(pid):
-    """Children of every thread of pid; [] once it is gone."""
-    try:
-        tids = os.listdir("/proc/%d/task" % pid)
-    except OSError:
-        return []
-    kids = []
-    for tid in tids:
-        try:
-            with open("/proc/%d/task/%s/children" % (pid, tid), "rb") as f:
-                kids.extend(map(int, f.read().split()))
-        except OSError:  # the thread ended
-            continue
-    return kids
-
-
-def _subtree_table(root_pid):
-    table = {}
-
-    def add(pids):
-        stack = list(pids)
-        while stack:
-            pid = stack.pop()
-            if pid not in table:
-                entry = _stat_entry(pid)
-                if entry is not None:
-                    table[pid] = entry
-                    stack.extend(_children(pid))
-
-    add(_children(root_pid))
-    # A process whose parent exits while we walk moves to the subreaper (the
-    # root) after we may have read the root's list and before its old parent's:
-    # read the root's list again until it brings nobody new.
-    for _ in range(10):
-        new = [pid for pid in _children(root_pid) if pid not in table]
-        if not new:
-            break
-        add(new)
-    return table
-
-
-def _has_children_files():
-    me = os.getpid()
-    return os.path.exists("/proc/%d/task/%d/children" % (me, me))
-
-
-_CHILDREN_FILES = not IS_WINDOWS and _has_children_files()
-
-
-def descendants(root_pid, table=None):
-    """Every pid below root_pid in the parent chain (from /proc)."""
-    table = (_proc_table() or {}) if table is None else table
-    children = {}
-    for pid, (ppid, _, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    found, stack = set(), [root_pid]
-    while stack:
-        for child in children.get(stack.pop(), ()):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return found
-
-
-def _app_tagged(pid):
-    """True if pid's environment says it descends from the app (see ROLE_VAR)."""
-    try:
-        with open("/proc/%d/environ" % pid, "rb") as f:
-            return (b"\0" + f.read()).find(b"\0" + ROLE_VAR.encode() + b"=app\0") >= 0
-    except OSError:
-        return False
-
-
-def _alive(pid, table):
-    entry = table.get(pid)
-    return entry is not None and entry[2] not in ("Z", "X")
+def _tracked_pids():
+    with _tracked_lock:
+        return set(_tracked)
 
 
 def reap_orphans():
@@ -184,18 +72,16 @@ def reap_orphans():
     if IS_WINDOWS:
         return
     try:
-        # cheap check first (no /proc scan): is any child of ours a zombie at all?
+        # cheap check first (no /proc read): is any child of ours a zombie at all?
         if os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
             return
     except ChildProcessError:
         return
     except (AttributeError, OSError):
-        pass  # no waitid here: scan
-    me = os.getpid()
-    with _tracked_lock:
-        tracked = set(_tracked)
-    for pid, (ppid, _, state) in (_proc_table() or {}).items():
-        if ppid == me and state == "Z" and pid not in tracked:
+        pass  # no waitid here: read the table
+    tracked = _tracked_pids()
+    for pid in proctable.read().children_of(os.getpid(), state="Z"):
+        if pid not in tracked:
             try:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
@@ -216,33 +102,30 @@ def _send(pgids, pids, sig):
 
 
 def _targets(pgid, known, adopt, table=None):
-    """(groups, loose pids) still alive among the group and the known descendants.
+    """(groups, loose pids) still alive among the group and the known descendants
+    (a set, which adopted orphans are added to).
 
     adopt: also take orphans re-parented to air_std that carry the app's tag in
-    their environment (ROLE_VAR=app): the app's daemonized children, but not a
+    their environment (proctable.ROLE_VAR=app): the app's daemonized children, but not a
     build tool's daemon (gradle, sccache...), which Air would leave alone too.
     Only processes below air_std are ever signalled: after the leader is reaped
     its pid (and so its group id) may belong to an unrelated process.
     """
-    table = _proc_table() if table is None else table
-    if table is None:  # no /proc: trust the group signal alone
-        try:
-            os.killpg(pgid, 0)
-            return {pgid}, set()
-        except (ProcessLookupError, PermissionError):
-            return set(), set()
+    table = proctable.read() if table is None else table
     me = os.getpid()
-    mine = descendants(me, table)
+    mine = table.descendants(me)
     if adopt:
-        with _tracked_lock:
-            tracked = set(_tracked)
-        known |= {p for p, (ppid, _, st) in table.items()
-                  if ppid == me and p not in tracked and st != "Z" and _app_tagged(p)}
-    groups = {pgid} if any(table[p][1] == pgid and _alive(p, table) for p in mine) else set()
+        tracked = _tracked_pids()
+        # Added to `known` in place, so an adopted process stays a target until it
+        # is gone: once it is dying its environment can no longer be read.
+        known.update(p for p in table.children_of(me)
+                     if p not in known and p not in tracked and table.alive(p)
+                     and proctable.app_tagged(p))
+    groups = {pgid} if table.group_alive(pgid) else set()
     loose = set()
     for pid in known & mine:
-        if _alive(pid, table):
-            owner = table[pid][1]
+        if table.alive(pid):
+            owner = table.pgid(pid)
             if owner == pid:  # a group leader of its own (setsid): take its group
                 groups.add(owner)
             elif owner != pgid:
@@ -260,8 +143,8 @@ def stop(proc, sig=signal.SIGTERM, grace_s=0.5, name="app", force=None, adopt=Fa
     if IS_WINDOWS:
         return _stop_windows(proc, grace_s)
     pgid = proc.pid
-    table = _proc_table()  # one read of /proc for both questions: signal sooner
-    known = descendants(proc.pid, table or {})
+    table = proctable.read()  # one read of /proc for both questions: signal sooner
+    known = table.descendants(proc.pid)
     force = force or threading.Event()
     if not force.is_set() and grace_s > 0:
         groups, loose = _targets(pgid, known, adopt, table)
@@ -347,29 +230,22 @@ def release(proc):
 
 def group_alive(pgid):
     """Is any live process below air_std still in group pgid?"""
-    table = _proc_table()
-    if table is None:  # no /proc
-        try:
-            os.killpg(pgid, 0)
-            return True
-        except (ProcessLookupError, PermissionError):
-            return False
-    return any(table[p][1] == pgid and _alive(p, table) for p in descendants(os.getpid(), table))
+    return proctable.read().group_alive(pgid)
 
 
 def kill_all_descendants():
     """Last resort at shutdown: SIGKILL everything below air_std, then reap it."""
     if IS_WINDOWS:
         return 0
-    table = _proc_table() or {}
-    victims = descendants(os.getpid(), table)
+    victims = proctable.read().descendants(os.getpid())
     _send((), victims, signal.SIGKILL)
     deadline = time.monotonic() + 2.0
+    pause = threading.Event()  # never set: a bounded wait between reads
     while victims and time.monotonic() < deadline:
         reap_orphans()
-        table = _proc_table() or {}
-        victims = {p for p in victims if _alive(p, table)}
-        threading.Event().wait(0.01)
+        table = proctable.read()
+        victims = {p for p in victims if table.alive(p)}
+        pause.wait(0.01)
     return len(victims)
 
 

@@ -1,4 +1,4 @@
-"""process.py: real process trees, real signals, real /proc."""
+"""process.py and proctable.py: real process trees, real signals, real /proc."""
 
 import os
 import signal
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from air_std import process
+from air_std import process, proctable
 from conftest import pid_alive, wait_until
 
 # A leader that starts: a child ignoring SIGTERM, and a setsid-detached
@@ -48,10 +48,10 @@ def proc_reading(request, monkeypatch):
     """Every test runs with both ways of reading /proc: air_std's subtree through
     /proc/PID/task/TID/children, and the scan of every process (older kernels)."""
     if request.param == "children-files":
-        if not process._CHILDREN_FILES:
+        if not proctable.CHILDREN_FILES:
             pytest.skip("this kernel has no /proc/PID/task/TID/children")
     else:
-        monkeypatch.setattr(process, "_CHILDREN_FILES", False)
+        monkeypatch.setattr(proctable, "CHILDREN_FILES", False)
     return request.param
 
 
@@ -59,9 +59,9 @@ def test_both_readings_of_proc_agree_on_the_subtree(tmp_path, monkeypatch):
     proc, pids = start_tree(tmp_path)
     try:
         me = os.getpid()
-        mine = process.descendants(me)
-        monkeypatch.setattr(process, "_CHILDREN_FILES", not process._CHILDREN_FILES)
-        assert process.descendants(me) == mine
+        mine = proctable.read().descendants(me)
+        monkeypatch.setattr(proctable, "CHILDREN_FILES", not proctable.CHILDREN_FILES)
+        assert proctable.read().descendants(me) == mine
         assert set(pids) <= mine
     finally:
         process.stop(proc, signal.SIGTERM, grace_s=0.3, adopt=True)
@@ -96,9 +96,9 @@ def test_a_grandchild_reparented_while_proc_is_read_is_never_missed():
             orphans.append(d)
             reparented = 0
             while reparented < 3:
-                table = process._proc_table()
+                table = proctable.read()
                 reads += 1
-                if d not in process.descendants(me, table):
+                if d not in table.descendants(me):
                     misses += 1
                 with open("/proc/%d/stat" % d) as f:
                     if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
@@ -115,7 +115,7 @@ def start_tree(tmp_path):
     script = tmp_path / "tree.py"
     script.write_text(TREE)
     proc = process.spawn([sys.executable, str(script), str(tmp_path)], cwd=str(tmp_path),
-                         env=dict(os.environ, **{process.ROLE_VAR: "app"}))
+                         env=dict(os.environ, **{proctable.ROLE_VAR: "app"}))
     names = ("leader.pid", "stubborn.pid", "daemon.pid")
     wait_until(lambda: all((tmp_path / n).exists() and (tmp_path / n).read_text() for n in names),
                timeout=10, what="the tree to start")
@@ -156,7 +156,7 @@ def test_stop_after_exit_is_safe(tmp_path):
 
 def test_descendants_and_describe_exit(tmp_path):
     proc = process.spawn("sleep 30 & sleep 30 & wait", cwd=str(tmp_path), env=None, shell=True)
-    wait_until(lambda: len(process.descendants(proc.pid)) >= 2, what="two children")
+    wait_until(lambda: len(proctable.read().descendants(proc.pid)) >= 2, what="two children")
     process.stop(proc, grace_s=1)
     assert process.describe_exit(-9) == "killed by SIGKILL"
     assert process.describe_exit(2) == "exit status 2"
@@ -168,3 +168,21 @@ def test_kill_all_descendants_sweeps(tmp_path):
     for p in procs:
         assert p.wait(5) == -signal.SIGKILL
         process._forget(p)
+
+
+def test_without_proc_the_group_signal_is_what_counts(tmp_path, monkeypatch):
+    """macOS and the BSDs have no /proc: the table is empty, and whether a group
+    still lives is asked of the kernel (killpg(pgid, 0)), in one place. They have
+    no subreaper either: orphans go to init, which reaps them (a subreaper with no
+    table to find its zombies in would keep the group alive)."""
+    import ctypes
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    monkeypatch.setattr(proctable, "read", lambda: proctable.ProcTable({}, available=False))
+    assert prctl(36, 0, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER off, for this test only
+    try:
+        proc = process.spawn("sleep 30 & exec sleep 30", cwd=str(tmp_path), env=None, shell=True)
+        assert process.group_alive(proc.pid)
+        assert process.stop(proc, signal.SIGTERM, grace_s=5) == -signal.SIGTERM
+        assert not process.group_alive(proc.pid)
+    finally:
+        assert process.make_subreaper()

@@ -3,15 +3,22 @@ real build commands and a real app; the log formatter on real streams."""
 
 import io
 import logging
+import os
 import queue
+import re
 import sys
 import threading
 
-from air_std import envfile, log as airlog
+import pytest
+
+from air_std import envfile, log as airlog, process
+from air_std.app import App
+from air_std.build import BuildCancelled, Builder
+from air_std.buildoutput import StrayPipes
 from air_std.config import load_config
 from air_std.messages import ChangeBatch
 from air_std.runner import Runner
-from conftest import wait_until
+from conftest import pid_alive, wait_until
 
 
 class Recorder:
@@ -32,9 +39,21 @@ def project(tmp_path, toml):
     return load_config(cwd=str(tmp_path))
 
 
+class Inbox(queue.Queue):
+    """The runner's queue, plus a burst: several messages put in one step, so the
+    runner cannot take the first before the test has put the last."""
+
+    def put_burst(self, items):
+        with self.not_full:
+            for item in items:
+                self._put(item)
+            self.unfinished_tasks += len(items)
+            self.not_empty.notify()
+
+
 def start_runner(cfg):
     shutdown = threading.Event()
-    inbox = queue.Queue()
+    inbox = Inbox()
     listener = Recorder()
     runner = Runner(cfg, inbox, shutdown, listener=listener)
     runner.start()
@@ -61,8 +80,8 @@ def test_changes_within_the_delay_make_one_build(tmp_path):
     try:
         wait_until(lambda: listener.events == ["started"], what="the first start")
         assert builds(tmp_path) == 1
-        for i in range(5):  # a burst of saves, well inside the 300 ms window
-            inbox.put(ChangeBatch(modified=(str(tmp_path / ("f%d.go" % i)),)))
+        # a burst of saves, all inside the 300 ms window whatever the machine's load
+        inbox.put_burst([ChangeBatch(modified=(str(tmp_path / ("f%d.go" % i)),)) for i in range(5)])
         wait_until(lambda: listener.events.count("started") == 2, what="the rebuild")
         assert builds(tmp_path) == 2
     finally:
@@ -108,6 +127,75 @@ def test_stop_ends_a_build_in_progress(tmp_path):
     wait_until(lambda: (tmp_path / "build.pid").exists(), what="the build")
     stop_runner(runner)
     assert listener.events == []
+
+
+# --- the runner's pieces on their own: Builder and App, with real processes ---
+
+def make_builder(tmp_path):
+    cfg = project(tmp_path, '[build]\ncmd = "true"\n' + APP_SLEEPS)
+    strays = StrayPipes()
+    return Builder(cfg, threading.Event(), Recorder(), strays, tick_s=0.05), strays
+
+
+def test_a_build_is_cancelled_between_reads_and_its_whole_group_stopped(tmp_path):
+    # as air_std does: the build's orphans come back to this process, so stop()
+    # can see them until they are gone
+    assert process.make_subreaper()
+    builder, _ = make_builder(tmp_path)
+    command = "sleep 30 & echo $! > child.pid; echo started; wait"
+    with pytest.raises(BuildCancelled):
+        builder.run_command(command, dict(os.environ), lambda: (tmp_path / "child.pid").exists())
+    assert not pid_alive(int((tmp_path / "child.pid").read_text()))
+
+
+def test_a_background_job_of_the_build_is_left_running_and_its_output_shown(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="air_std.build")
+    builder, strays = make_builder(tmp_path)
+    # the job waits for the test's go file (bounded: 10 s), then ends the build's last line
+    command = ('printf "built, "; (i=0; while [ ! -e go ] && [ $i -lt 500 ]; do sleep 0.02; '
+               'i=$((i+1)); done; echo "late line") &')
+    code, output = builder.run_command(command, dict(os.environ), lambda: False)
+    assert code == 0 and output == "built, " and strays  # over, while the job holds the pipe
+    (tmp_path / "go").write_text("")
+    wait_until(lambda: (strays.drain(), not strays)[1], what="the end of the job's output")
+    assert "built, late line" in [r.getMessage() for r in caplog.records]
+
+
+def test_a_failed_build_reports_its_output_and_writes_the_build_log(tmp_path):
+    builder, _ = make_builder(tmp_path)
+    builder.cfg.build.cmd = "echo broken; exit 4"
+    assert builder.run(lambda: False) is False
+    (_, command, output, error), = builder.listener.events
+    assert command == "echo broken; exit 4" and output == "broken\n" and error.endswith("exit status 4")
+    assert builder.written_files == [str(tmp_path / "tmp" / "build-errors.log")]
+
+
+def test_the_app_reruns_after_it_exits_and_never_starts_once_stopping(tmp_path):
+    cfg = project(tmp_path, '[build]\ncmd = ""\nrerun = true\nrerun_delay = 0\n'
+                  'entrypoint = ["{py}", "-c", "open(\'runs\', \'a\').write(\'x\')"]\n')
+    stopping = threading.Event()
+    starts = []
+    app = App(cfg, stopping, threading.Event(), on_started=lambda: starts.append(1))
+    try:
+        assert app.start()
+        wait_until(lambda: (app.check(), len(starts) >= 3)[1], what="two reruns")
+        stopping.set()
+        wait_until(lambda: (app.check(), app.proc is None)[1], what="the last run to end")
+        app.check()
+        assert app.proc is None and app.start() is False
+    finally:
+        app.stop()
+    assert len((tmp_path / "runs").read_text()) == len(starts)
+
+
+def test_the_app_command_names_what_is_missing(tmp_path):
+    cfg = project(tmp_path, '[build]\ncmd = ""\nbin = "./tmp/server"\nargs_bin = ["-v"]\n')
+    app = App(cfg, threading.Event(), threading.Event(), app_args=["x y"])
+    with pytest.raises(FileNotFoundError, match="build.bin './tmp/server' not found"):
+        app.command()
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp" / "server").write_text("")
+    assert app.command() == ("%s -v 'x y'" % (tmp_path / "tmp" / "server"), True)
 
 
 def test_env_files_parse_and_precedence(tmp_path):
@@ -158,3 +246,15 @@ def test_colour_only_on_a_terminal_and_never_with_no_color():
     assert not airlog.colour_enabled(Tty(), env={"NO_COLOR": "1"})
     assert not airlog.colour_enabled(io.StringIO(), env={})
     assert airlog.colour_enabled(io.StringIO(), env={"FORCE_COLOR": "1"})
+
+
+def test_a_record_of_several_lines_shows_as_that_many_prefixed_lines():
+    """The runner logs a chunk of build output as one record: each of its lines
+    must look as if it had been logged alone (prefix, time, colour)."""
+    rec = logging.LogRecord("air_std.build", logging.INFO, "", 0, "%s", ("one\n\nthree",), None)
+    plain = airlog.PartFormatter().format(rec)
+    assert plain.split("\n") == ["build   | one", "build   | ", "build   | three"]
+    timed = airlog.PartFormatter(add_time=True).format(rec).split("\n")
+    assert [re.sub(r"^\d\d:\d\d:\d\d ", "", line) for line in timed] == plain.split("\n")
+    coloured = airlog.PartFormatter({"build": "yellow"}, use_colour=True).format(rec).split("\n")
+    assert coloured == ["\x1b[33mbuild   | %s\x1b[0m" % s for s in ("one", "", "three")]

@@ -60,19 +60,26 @@ def test_file_objects_come_back_as_given(high_pipe):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pidfd: Linux")
 def test_stopping_an_app_with_many_fds_open_waits_instead_of_spinning(high_pipe):
     """process.stop's wait on the leader's exit with fds above 1024 in use."""
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(30)"
+    code = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(30)")
     fillers = []
+    proc = None
     try:
         while not fillers or fillers[-1] < 1024:  # every low fd taken: the pidfd lands high
             fillers.append(os.dup(0))
-        proc = process.spawn([sys.executable, "-c", code], cwd=".", env=None)
-        time.sleep(0.2)  # the handler is installed
+        proc = process.spawn([sys.executable, "-c", code], cwd=".", env=None, stdout=subprocess.PIPE)
+        assert waitio.readable([proc.stdout], 10), "the child never said its handler is installed"
+        assert proc.stdout.readline() == b"ready\n"
         c0, t0 = time.process_time(), time.monotonic()
         process.stop(proc, grace_s=0.6)
         cpu, wall = time.process_time() - c0, time.monotonic() - t0
     finally:
         for fd in fillers:
             os.close(fd)
+        if proc is not None:
+            if proc.returncode is None:
+                process.stop(proc, grace_s=0)
+            proc.stdout.close()
     assert proc.returncode is not None
     assert wall >= 0.5
     # a spin through the grace period would take about as much CPU as wall time

@@ -1,0 +1,140 @@
+"""The app's lifecycle: its command line, starting it, noticing that it
+exited, `rerun`, and stopping its whole tree.
+
+Used by the runner thread only; no thread of its own. There is at most one
+app at a time, plus, after it exited on its own, what it left running (its
+process group), which is stopped with the next restart or at shutdown.
+"""
+
+import logging
+import os
+import shlex
+import shutil
+import signal
+import time
+
+from air_std import envfile, process, proctable
+
+__all__ = ["App", "MIN_GRACE_S"]
+
+log = logging.getLogger("air_std.runner")
+
+# With Air's default kill_delay of 0 Air sends SIGKILL at once; air_std still gives
+# the app this long to exit on SIGTERM/SIGINT before escalating.
+MIN_GRACE_S = 0.5
+
+
+class App:
+    """The app process (`proc`, None while it is not running) and its restarts.
+
+    stop_event: once set, the app is not started any more. force: a second
+    Ctrl-C, which ends every grace period. on_started(): called after every
+    start, by a build or by `rerun`.
+    """
+
+    def __init__(self, cfg, stop_event, force, app_args=(), on_started=None, tick_s=0.1,
+                 clock=time.monotonic):
+        self.cfg = cfg
+        self.stop_event = stop_event
+        self.force = force
+        self.app_args = list(app_args)
+        self.on_started = on_started or (lambda: None)
+        self.tick_s = tick_s
+        self.clock = clock
+        self.proc = None
+        self._exited = None  # exited on its own; its group may linger until the next stop
+        self._rerun_at = None
+
+    @property
+    def grace_s(self):
+        return max(self.cfg.build.kill_delay_s, MIN_GRACE_S)
+
+    def command(self):
+        """(argv or shell string, shell?) for the app; raises FileNotFoundError with a hint."""
+        b = self.cfg.build
+        extra = list(b.args_bin) + self.app_args
+        root = self.cfg.root_path
+        if b.full_bin.strip():
+            return " ".join([b.full_bin] + [shlex.quote(a) for a in extra]), True
+        if b.entrypoint:
+            exe = b.entrypoint[0]
+            path = os.path.join(root, exe)
+            if os.sep not in exe and not os.path.exists(path):
+                found = shutil.which(exe)  # `python3` style entrypoints come from PATH
+                path = found or path
+            if not os.path.exists(path):
+                raise FileNotFoundError("build.entrypoint %r not found at %s; does build.cmd create it?"
+                                        % (exe, path))
+            return [path] + list(b.entrypoint[1:]) + extra, False
+        path = os.path.abspath(os.path.join(root, b.bin))
+        if not os.path.exists(path):
+            raise FileNotFoundError("build.bin %r not found at %s; does build.cmd create it?"
+                                    % (b.bin, path))
+        return " ".join([shlex.quote(path)] + [shlex.quote(a) for a in extra]), True
+
+    def start(self):
+        """Start the app (unless air_std is stopping); True once it runs."""
+        if self.stop_event.is_set():
+            return False
+        try:
+            command, shell = self.command()
+        except FileNotFoundError as exc:
+            log.error("%s", exc)
+            return False
+        env = envfile.load(self.cfg.env_files, self.cfg.root_path)
+        env[proctable.ROLE_VAR] = "app"  # inherited by all it starts: see proctable.ROLE_VAR
+        shown = command if shell else " ".join(shlex.quote(a) for a in command)
+        log.info("running %s", shown)
+        try:
+            self.proc = process.spawn(command, cwd=self.cfg.root_path, env=env, shell=shell)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
+            log.error("cannot start the app (%s): %s", shown, exc)
+            return False
+        self.on_started()
+        return True
+
+    def restart(self):
+        """Stop the app (and what an exited one left) and start it again."""
+        self.stop()
+        self.start()
+
+    def check(self):
+        """Notice that the app exited (scheduling `rerun`), and rerun it when due."""
+        now = self.clock()
+        if self.proc is not None and self.proc.poll() is not None:
+            proc, self.proc = self.proc, None
+            log.info("app exited (%s)", process.describe_exit(proc.returncode))
+            process.release(proc)
+            # like Air, leave what it started alone until the next restart or shutdown;
+            # keep it only while its group lives (its pid may be reused once it is empty)
+            if process.group_alive(proc.pid):
+                self._exited = proc
+            if self.cfg.build.rerun:
+                self._rerun_at = now + self.cfg.build.rerun_delay_s
+        if self._rerun_at is not None and now >= self._rerun_at and self.proc is None:
+            self._rerun_at = None
+            self.restart()  # the stop is for what the previous run left behind
+
+    def cancel_rerun(self):
+        """A build starts: it, not `rerun`, starts the next app."""
+        self._rerun_at = None
+
+    def wait_s(self, longest):
+        """How long the runner may wait before check() has something to do."""
+        if self.proc is not None:
+            longest = min(longest, self.tick_s)  # notice an app that exits
+        if self._rerun_at is not None:
+            longest = min(longest, max(0.0, self._rerun_at - self.clock()))
+        return longest
+
+    def stop(self):
+        """Stop the app's tree, and what an app that exited on its own left running."""
+        sig = signal.SIGINT if self.cfg.build.send_interrupt else signal.SIGTERM
+        exited, self._exited = self._exited, None
+        if exited is not None:
+            process.stop(exited, sig, grace_s=self.grace_s, name="app", force=self.force, adopt=True)
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        code = process.stop(proc, sig, grace_s=self.grace_s, name="app", force=self.force, adopt=True)
+        log.info("app stopped (%s)", process.describe_exit(code))

@@ -1,0 +1,149 @@
+"""Running a build: `pre_cmd` then `cmd`, cancellable, with its output shown.
+
+Used by the runner thread only; no thread of its own. While a command runs,
+`Builder` reads its output (buildoutput.py) and, between reads, asks the
+runner whether a newer change or a stop arrived (`cancel_requested`); if so
+it stops the command's process group and raises BuildCancelled.
+
+A failed build is reported three ways: a log line, the build log file
+(`build.log` in tmp_dir, Air's build-errors.log) and the listener (the
+proxy's error overlay), the last two with the tail of the output.
+"""
+
+import logging
+import os
+import signal
+import subprocess
+import time
+
+from air_std import envfile, process, proctable, waitio
+from air_std.buildoutput import READ_SIZE, BuildOutput
+
+__all__ = ["Builder", "BuildCancelled"]
+
+log = logging.getLogger("air_std.runner")
+build_log = logging.getLogger("air_std.build")
+
+# A build is disposable: stopping one gives it this long, whatever kill_delay says for the app.
+CANCEL_GRACE_S = 0.5
+# A command whose pipe stays open this long after it exited left a process
+# holding it (`cmd &`): the build is over, and that output is read on the side.
+HELD_PIPE_S = 0.5
+
+
+class BuildCancelled(Exception):
+    """A build was interrupted by a newer change or by shutdown."""
+
+
+class Builder:
+    """Runs the build commands of one config; `written_files` lists what it wrote.
+
+    force: a second Ctrl-C (ends a cancelled build's grace). listener: told
+    `build_failed(command, output, error)`. strays: a buildoutput.StrayPipes
+    that takes over the output of what a command left running.
+    """
+
+    def __init__(self, cfg, force, listener, strays, tick_s=0.1):
+        self.cfg = cfg
+        self.force = force
+        self.listener = listener
+        self.strays = strays
+        self.tick_s = tick_s
+        self.written_files = []  # the build log, for clean_on_exit
+
+    def commands(self):
+        commands = [c for c in self.cfg.build.pre_cmd if c.strip()]
+        if self.cfg.build.cmd.strip():
+            commands.append(self.cfg.build.cmd)
+        return commands
+
+    def run(self, cancel_requested):
+        """Run pre_cmd then cmd; True on success. Raises BuildCancelled once
+        cancel_requested() (called between reads of the output) is true."""
+        commands = self.commands()
+        if not commands:
+            return True
+        log.info("building...")
+        started = time.monotonic()
+        env = envfile.load(self.cfg.env_files, self.cfg.root_path)
+        env[proctable.ROLE_VAR] = "build"
+        for command in commands:
+            code, output = self.run_command(command, env, cancel_requested)
+            if code != 0:
+                self._report_failure(command, code, output)
+                return False
+        log.info("build ok in %.2fs", time.monotonic() - started)
+        return True
+
+    def run_command(self, command, env, cancel_requested):
+        """(exit status, tail of the output) of one command; raises BuildCancelled."""
+        build_log.debug("$ %s", command)
+        proc = process.spawn(command, cwd=self.cfg.root_path, env=env, shell=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        output = BuildOutput(build_log)
+        held = False
+        try:
+            held = self._pass_output(proc, output, cancel_requested)
+            if not held:
+                output.lines.flush()
+            while proc.poll() is None:  # output closed; the command may still be finishing
+                self._cancel_if_asked(proc, cancel_requested)
+                try:
+                    proc.wait(self.tick_s)
+                except subprocess.TimeoutExpired:
+                    pass
+            # like Air, what the command left running in the background stays running
+            code = process.release(proc)
+        finally:
+            if held:
+                log.debug("a process started by %r still writes to the build output", command)
+                self.strays.add(proc.stdout, output.lines)
+            else:
+                proc.stdout.close()
+        return code, output.text()
+
+    def _pass_output(self, proc, output, cancel_requested):
+        """Hand the output to `output` until end of file; True if the command
+        exited but something it left running still holds the pipe."""
+        fd = proc.stdout.fileno()
+        held_since = None
+        while True:
+            if waitio.readable([fd], self.tick_s):
+                chunk = os.read(fd, READ_SIZE)
+                if not chunk:
+                    return False
+                output.feed(chunk)
+            self._cancel_if_asked(proc, cancel_requested)
+            if proc.poll() is not None:
+                now = time.monotonic()
+                if held_since is None:
+                    held_since = now
+                if now - held_since >= HELD_PIPE_S:
+                    return True
+
+    def _cancel_if_asked(self, proc, cancel_requested):
+        if cancel_requested():
+            process.stop(proc, signal.SIGTERM, grace_s=CANCEL_GRACE_S, name="build", force=self.force)
+            raise BuildCancelled()
+
+    def _report_failure(self, command, code, output):
+        error = "%s: %s" % (command, process.describe_exit(code))
+        hint = ""
+        if code == 127:
+            hint = " (command not found: check build.cmd / build.pre_cmd)"
+        log.error("build failed: %s%s", error, hint)
+        self._write_build_log(output)
+        self.listener.build_failed(command, output, error + hint)
+
+    def _write_build_log(self, output):
+        if not self.cfg.build.log:
+            return
+        path = os.path.join(self.cfg.tmp_path, self.cfg.build.log)
+        try:
+            os.makedirs(self.cfg.tmp_path, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(output)
+            if path not in self.written_files:
+                self.written_files.append(path)
+        except OSError as exc:
+            log.warning("cannot write the build log %s: %s", path, exc)
