@@ -131,8 +131,8 @@ def test_stop_ends_a_build_in_progress(tmp_path):
 
 # --- the runner's pieces on their own: Builder and App, with real processes ---
 
-def make_builder(tmp_path):
-    cfg = project(tmp_path, '[build]\ncmd = "true"\n' + APP_SLEEPS)
+def make_builder(tmp_path, cmd="true"):
+    cfg = project(tmp_path, '[build]\ncmd = "%s"\n' % cmd + APP_SLEEPS)
     strays = StrayPipes()
     return Builder(cfg, threading.Event(), Recorder(), strays, tick_s=0.05), strays
 
@@ -162,8 +162,7 @@ def test_a_background_job_of_the_build_is_left_running_and_its_output_shown(tmp_
 
 
 def test_a_failed_build_reports_its_output_and_writes_the_build_log(tmp_path):
-    builder, _ = make_builder(tmp_path)
-    builder.cfg.build.cmd = "echo broken; exit 4"
+    builder, _ = make_builder(tmp_path, cmd="echo broken; exit 4")
     assert builder.run(lambda: False) is False
     (_, command, output, error), = builder.listener.events
     assert command == "echo broken; exit 4" and output == "broken\n" and error.endswith("exit status 4")
