@@ -12,12 +12,13 @@ all: pyz
 # .pyc files (compileall -b) sit beside the sources: zipimport uses them on the
 # interpreter that built the pyz (start-up is shorter, and so is the window where
 # a Ctrl-C finds nothing set up), and falls back to the sources on any other.
+# -d: tracebacks then name air_std.pyz/air_std/cli.py, not the staging directory.
 pyz:
 	@stage=$$(mktemp -d) && \
 	cp -r air_std "$$stage/" && \
 	find "$$stage" -name __pycache__ -prune -exec rm -rf {} + && \
 	cp air_std/__main__.py "$$stage/__main__.py" && \
-	$(PYTHON) -m compileall -q -b "$$stage" && \
+	$(PYTHON) -m compileall -q -b -d air_std.pyz "$$stage" && \
 	$(PYTHON) -m zipapp "$$stage" -c -o "$(PYZ)" -p '/usr/bin/env python3' && \
 	rm -rf "$$stage" && echo "built $(PYZ)"
 

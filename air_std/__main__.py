@@ -14,4 +14,9 @@ if __name__ == "__main__":
         code = main()
     except KeyboardInterrupt:
         code = 130
+    except Exception as exc:  # a Ctrl-C that Python wrapped in another error
+        from air_std.errors import interrupted
+        if not interrupted(exc):
+            raise
+        code = 130
     sys.exit(code)

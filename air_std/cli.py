@@ -17,7 +17,7 @@ import os
 import sys
 
 from air_std import __version__
-from air_std.errors import AirError
+from air_std.errors import AirError, interrupted
 
 USAGE = """\
 usage: air-std [-c FILE] [-d] [--print-config] [--KEY VALUE ...] [-- APP_ARGS ...]
@@ -188,6 +188,10 @@ def main(argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except Exception as exc:
+        if interrupted(exc):  # a Ctrl-C that Python wrapped in another error
+            return 130
+        raise
 
 
 def main_exit():
