@@ -1,4 +1,7 @@
-"""Tests for air_std/watcher.py (and the inotify backend in air_std/inotify.py).
+"""Tests for the watcher through its public surface (watcher.Watcher), with
+both drivers (watch_poll.py, and watch_inotify.py over inotify.py) on the
+same snapshot code (snapshot.py); the seams between those parts are tested
+in test_watch_drivers.py.
 
 Real files in tmp_path; no sleeping past mtime resolution (mtimes are set
 with os.utime(ns=...)); no timing assertions (speed is in bench/). Most
