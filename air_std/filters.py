@@ -30,8 +30,6 @@ does not cover them, so the file is actually watched.
 import os
 import re
 
-from air_std.errors import ConfigError
-
 __all__ = ["PathFilter", "DirRule", "clean_rel", "file_ext"]
 
 _GLOB_CHARS = frozenset("*?[\\")
@@ -111,8 +109,9 @@ class PathFilter:
     def __init__(self, include_ext=("go", "tpl", "tmpl", "html"), include_dir=(), include_file=(),
                  exclude_dir=(), exclude_file=(), exclude_regex=(), tmp_dir="tmp",
                  testdata_dir="testdata"):
-        """Each argument is the Air key of the same name (lists of strings);
-        tmp_dir/testdata_dir are relative to the root, None when outside it."""
+        """Each argument is the Air key of the same name (lists of strings;
+        exclude_regex may hold compiled patterns too); tmp_dir/testdata_dir are
+        relative to the root, None when outside it."""
         exts = set()
         self.all_ext = False
         for e in include_ext:
@@ -155,14 +154,11 @@ class PathFilter:
                 self._exclude_names.setdefault(d, set()).add(n)
         self._exclude_globs = tuple(globs)
 
-        regexes = []
-        for pattern in exclude_regex:
-            try:
-                regexes.append(re.compile(pattern))
-            except re.error as e:
-                raise ConfigError("build.exclude_regex: %r is not a valid regular expression (%s)"
-                                  % (pattern, e)) from e
-        self._regexes = tuple(regexes)
+        # Compiled ones come from config.py, which already refused invalid
+        # patterns with a message naming the key; strings are for callers
+        # that build a filter by hand (tests, benchmarks).
+        self._regexes = tuple(p if isinstance(p, re.Pattern) else re.compile(p)
+                              for p in exclude_regex)
 
         # Directories that must be walked to reach include_dir / include_file
         # entries (their ancestors), as a set of relative paths.
@@ -175,14 +171,16 @@ class PathFilter:
 
     @classmethod
     def from_config(cls, cfg):
-        """Build from a Config (attribute names from air_spec.md)."""
+        """Build from a loaded Config: cfg.root_path, cfg.tmp_path and
+        cfg.testdata_path (absolute), and build's include_ext, include_dir,
+        include_file, exclude_dir, exclude_file and exclude_regex_compiled."""
         b = cfg.build
         root = cfg.root_path
         return cls(include_ext=b.include_ext, include_dir=b.include_dir,
                    include_file=b.include_file, exclude_dir=b.exclude_dir,
-                   exclude_file=b.exclude_file, exclude_regex=b.exclude_regex,
-                   tmp_dir=_rel_under(root, getattr(cfg, "tmp_path", None)),
-                   testdata_dir=_rel_under(root, getattr(cfg, "testdata_path", None)))
+                   exclude_file=b.exclude_file, exclude_regex=b.exclude_regex_compiled,
+                   tmp_dir=_rel_under(root, cfg.tmp_path),
+                   testdata_dir=_rel_under(root, cfg.testdata_path))
 
     # -- directories ---------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """Linux inotify through ctypes (stdlib only), for the watcher's opt-in backend.
 
-Used only by the watcher thread ("air-watcher"), which imports this module
-lazily when `build.watcher = "inotify"`. One `Inotify` owns one
-non-blocking, close-on-exec inotify fd; `read_events()` waits in select()
-with a timeout, so the thread never blocks without a bound.
-Events are hints: the watcher confirms each by listing or stating the path.
+Used only by the inotify driver (watch_inotify.py) in the watcher thread
+("air-watcher"); that module is imported only when `build.watcher =
+"inotify"`, so polling never loads ctypes. One `Inotify` owns one
+non-blocking, close-on-exec inotify fd; `read_events()` waits for it with
+waitio (poll()) and a timeout, so the thread never blocks without a bound.
+Events are hints: the driver confirms each by listing or stating the path.
 """
 
 import ctypes

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Watcher benchmark (issue 5): pass cost against find(1), idle CPU, detection
-latency, snapshot memory. Standard library only; prints markdown tables.
+"""Watcher benchmark: pass cost against find(1), idle CPU, detection latency,
+snapshot memory. Standard library only; prints markdown tables.
 
     python3 bench/bench_watcher.py            # full run (a few minutes)
     python3 bench/bench_watcher.py --quick    # smaller samples, short idle windows
@@ -86,7 +86,7 @@ def bench_pass(trees, reps):
             best["find"] = min(best["find"], time_find(root)[0])
             for kind in ("list", "steady"):
                 if kind == "list":
-                    w._next_list_all = 0.0  # this pass lists everything
+                    w.driver.next_list_all = 0.0  # this pass lists everything
                 t0 = time.perf_counter()
                 w.poll_once()
                 best[kind] = min(best[kind], time.perf_counter() - t0)

@@ -18,15 +18,16 @@ from conftest import REPO, pid_alive, wait_until
 # cannot see stop() until the pass returns (30 s, far beyond the engine's wait).
 SLOW_WATCHER_RUN = textwrap.dedent('''
     import sys, threading
-    from air_std import cli, watcher
+    from air_std import cli, watch_poll
 
-    class HangingWatcher(watcher.Watcher):
-        def _full_pass(self, out=None):
-            print("pass hangs", flush=True)
-            threading.Event().wait(30)
-            return super()._full_pass(out)
+    real_full_pass = watch_poll.PollDriver.full_pass
 
-    watcher.Watcher = HangingWatcher
+    def hanging_full_pass(self):
+        print("pass hangs", flush=True)
+        threading.Event().wait(30)
+        return real_full_pass(self)
+
+    watch_poll.PollDriver.full_pass = hanging_full_pass
     sys.exit(cli.main())
 ''')
 

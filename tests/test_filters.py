@@ -4,11 +4,9 @@ Pure functions, no I/O: each test builds a PathFilter and asks about
 relative paths.
 """
 
+import re
 from types import SimpleNamespace
 
-import pytest
-
-from air_std.errors import ConfigError
 from air_std.filters import PathFilter, clean_rel, file_ext
 
 
@@ -145,9 +143,13 @@ def test_exclude_regex_applies_with_star_ext():
     assert watched(f, "a.log", "b.txt") == ["b.txt"]
 
 
-def test_bad_regex_is_a_config_error_naming_the_key():
-    with pytest.raises(ConfigError, match="build.exclude_regex"):
-        PathFilter(exclude_regex=["("])
+def test_exclude_regex_may_be_given_compiled():
+    """config.py compiles (and validates) exclude_regex once; the filter uses
+    those patterns as they are, flags included."""
+    compiled = re.compile(r"^GEN/", re.IGNORECASE)
+    f = PathFilter(include_ext=["go"], exclude_regex=[compiled, "_test\\.go$"])
+    assert f._regexes[0] is compiled
+    assert watched(f, "gen/a.go", "b_test.go", "c.go") == ["c.go"]
 
 
 def test_clean_rel():
@@ -161,6 +163,7 @@ def _cfg(root, tmp, testdata, **build):
     b = dict(include_ext=["go"], include_dir=[], include_file=[], exclude_dir=[], exclude_file=[],
              exclude_regex=[])
     b.update(build)
+    b["exclude_regex_compiled"] = [re.compile(p) for p in b["exclude_regex"]]
     return SimpleNamespace(root_path=str(root), tmp_path=str(tmp), testdata_path=str(testdata),
                            build=SimpleNamespace(**b))
 
@@ -171,6 +174,9 @@ def test_from_config_uses_resolved_paths(tmp_path):
     f = PathFilter.from_config(cfg)
     assert watched(f, "out/a.go", "td/b.go", "vendor/c.go", "d_test.go", "e.go", "tmp/f.go") == [
         "e.go", "tmp/f.go"]
+    # the patterns config.py compiled (and validated) are used, not compiled again
+    assert f._regexes == tuple(cfg.build.exclude_regex_compiled)
+    assert f._regexes[0] is cfg.build.exclude_regex_compiled[0]
 
 
 def test_from_config_ignores_tmp_outside_root(tmp_path):
