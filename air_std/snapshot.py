@@ -89,8 +89,8 @@ class ScanPass:
     the driver that started it wants directories listed.
 
     `list_all`: list every directory, even one whose (mtime, inode) held.
-    `watches`: None, or an object with `add(node)` (called before a directory
-    is listed, so nothing created after the listing is missed) and
+    `watches`: None, or an object with `add(node)` (called just before a
+    directory is listed, so nothing created after the listing is missed) and
     `discard(node)` (called for each directory dropped from the snapshot);
     the inotify driver passes itself. With watches, every symlink entry is
     looked at (`Snapshot.link_dirs` must stay complete for that driver).
@@ -212,9 +212,6 @@ class Snapshot:
         """
         if not node.alive:  # dropped since it was queued
             return
-        watches = scan.watches
-        if watches is not None:
-            watches.add(node)
         try:
             # O_NOFOLLOW: a real directory replaced by a symlink is a change
             # for the parent's listing to sort out, not something to follow.
@@ -245,6 +242,12 @@ class Snapshot:
             # tick could hide behind a recent one (or one in the future).
             settled = _time_ns() - st.st_mtime_ns >= _RACY_NS
             node.dkey = None
+            if scan.watches is not None:
+                # Watched before it is listed, so nothing created after the
+                # listing is missed. A directory that is not listed keeps the
+                # watch it has: re-adding costs a syscall per directory, a
+                # tenth of a safety-net pass.
+                scan.watches.add(node)
             try:
                 with os.scandir(fd) as it:
                     entries = list(it)

@@ -101,6 +101,18 @@ def test_watches_are_asked_before_each_listing_and_told_of_dropped_directories(t
         ("discard", str(tree / "pkg")), ("discard", str(tree / "pkg" / "util"))]
 
 
+def test_a_steady_pass_watches_only_the_directories_it_lists(tree):
+    # Re-adding a watch costs a syscall per directory, a tenth of a steady
+    # pass: a directory that is not listed keeps the watch it has.
+    for d in (tree, tree / "pkg", tree / "pkg" / "util"):
+        set_mtime(d, 10 ** 18)  # long settled: a listing of them is trusted
+    snap = snapshot_of(tree)
+    write(tree / "pkg" / "n.go")
+    watches = _RecordingWatches()
+    snap.scan_tree(ScanPass(snap, watches=watches))
+    assert watches.calls == [("add", str(tree / "pkg"), True)]  # the one whose key moved
+
+
 def test_list_all_lists_a_directory_whose_key_held(tree):
     set_mtime(tree, 10 ** 18)  # long settled: its key is trusted once recorded
     snap = snapshot_of(tree)
