@@ -35,10 +35,11 @@ import logging
 import os
 import stat
 import time
+import types
 
 from air_std.messages import ChangeBatch
 
-__all__ = ["Node", "ScanPass", "Snapshot", "file_key", "unpack_key", "GONE_ERRNOS"]
+__all__ = ["Node", "ScanPass", "Snapshot", "file_key", "dir_key", "unpack_key", "GONE_ERRNOS"]
 
 log = logging.getLogger("air_std.watcher")
 
@@ -58,29 +59,41 @@ _RACY_NS = 3000000000  # FAT keeps mtimes to 2 s, ext3 and HFS+ to 1 s
 # Errors meaning "no directory here any more" (ELOOP: it became a symlink loop).
 GONE_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 
+# The children of a directory that has none: most directories are leaves, and
+# one read-only mapping shared by all of them spares a dict each (64 bytes, a
+# tenth of a node). add_dir() gives a node its own dict on its first child.
+_NO_CHILDREN = types.MappingProxyType({})
+
 
 class Node:
     """One walked directory of the snapshot."""
 
-    __slots__ = ("path", "prefix", "rule", "files", "children", "parent", "name", "alive",
+    __slots__ = ("path", "rule", "files", "children", "parent", "name", "alive",
                  "ident", "is_link", "dkey", "hashes", "wd")
 
     def __init__(self, path, rule, parent, name, is_link=False, ident=None):
         self.path = path                      # absolute, no trailing "/" (except "/")
-        self.prefix = path if path.endswith("/") else path + "/"
         self.rule = rule                      # filters.DirRule
         self.files = {}                       # name -> file_key(stat)
-        self.children = {}                    # name -> Node
+        self.children = _NO_CHILDREN          # name -> Node
         self.parent = parent
         self.name = name
         self.alive = True
         self.ident = ident                    # (st_dev, st_ino), kept with follow_symlink
         self.is_link = is_link                # reached through a symlink
-        self.dkey = None                      # (mtime_ns, ino) of the dir at its last trusted listing
+        self.dkey = None                      # dir_key() of the dir at its last trusted listing
         self.hashes = None                    # name -> digest, with exclude_unchanged
         # The inotify driver's watch descriptor. A slot here costs 8 bytes per
         # directory; a dict beside the tree would cost several times that.
         self.wd = None
+
+    @property
+    def prefix(self):
+        """The path with one trailing "/", to join names to. Computed, not
+        stored: it is needed only where a change is recorded, and a second
+        string per directory would cost more than the join."""
+        path = self.path
+        return path if path.endswith("/") else path + "/"
 
 
 class ScanPass:
@@ -143,6 +156,8 @@ class ScanPass:
         if rule is None:
             return None
         child = Node(node.prefix + name, rule, node, name, is_link, ident)
+        if node.children is _NO_CHILDREN:
+            node.children = {}
         node.children[name] = child
         if self.new_dirs is not None:
             self.new_dirs.append(child)
@@ -162,7 +177,7 @@ class ScanPass:
             n.files = {}
             n.hashes = None
             stack.extend(n.children.values())
-            n.children = {}
+            n.children = _NO_CHILDREN
             link_dirs.discard(n)
             if watches is not None:
                 watches.discard(n)
@@ -231,7 +246,7 @@ class Snapshot:
                     self.scan_dir(node.parent, scan)
                     return
                 node.ident = ident
-            dkey = (st.st_mtime_ns, st.st_ino)
+            dkey = (st.st_ino << 64) + st.st_mtime_ns  # dir_key(st), inlined
             if (dkey == node.dkey and not scan.list_all and node not in self.link_dirs
                     and self._stat_known(node, fd, scan)):
                 if recurse:
@@ -549,6 +564,13 @@ def file_key(st):
     (pre-1970) mtimes apart without a mask. The scan loop inlines the same
     expression."""
     return (st.st_ino << 128) + (st.st_size << 64) + st.st_mtime_ns
+
+
+def dir_key(st):
+    """(st_mtime_ns, st_ino) of a directory as one int: one object where a
+    tuple takes three (about 90 bytes less per directory). One-to-one, as
+    file_key is."""
+    return (st.st_ino << 64) + st.st_mtime_ns
 
 
 def unpack_key(key):

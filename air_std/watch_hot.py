@@ -16,6 +16,8 @@ costs at most a few hundred stats.
 import os
 from collections import OrderedDict
 
+from air_std.snapshot import dir_key
+
 __all__ = ["HotSet", "HOT_DIRS_MAX", "HOT_FILES_MAX"]
 
 HOT_DIRS_MAX = 32   # caps of the polling driver's hot set
@@ -48,7 +50,7 @@ class HotSet:
                 st = os.stat(path)
             except OSError:
                 st = None
-            if st is None or (st.st_mtime_ns, st.st_ino) != node.dkey:
+            if st is None or dir_key(st) != node.dkey:
                 snapshot.scan_dir(node, scan)  # records the new key
                 listed.add(node)
         for (path, name), node in list(self._files.items()):
