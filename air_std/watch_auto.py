@@ -152,7 +152,7 @@ class AutoDriver(InotifyDriver):
         for wd, mask, _cookie, name in events:
             if mask & inotify.IN_Q_OVERFLOW:
                 return None
-            for n in self._wd_nodes.get(wd, ()):
+            for n in self.nodes_of(wd):
                 touched.add(n.path)
                 if name:
                     touched.add(n.prefix + name)

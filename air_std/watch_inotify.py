@@ -51,7 +51,12 @@ class InotifyDriver(Driver):
         super().__init__(snapshot, pacer)
         self.max_watches = max_watches
         self._ino = None
-        self._wd_nodes = {}  # watch descriptor -> [Node] (one inode may be reached twice)
+        # watch descriptor -> Node; a directory reached by two paths (through
+        # a symlink, or moved while a pass runs) shares its inode's wd, and
+        # the other nodes wait in _wd_more. One dict of nodes rather than one
+        # of lists spares a list per directory.
+        self._wd_node = {}
+        self._wd_more = {}  # wd -> [Node], rarely used
         self.blind = os.environ.get(BLIND_ENV) == "1"
         try:
             self._ino = inotify.Inotify()
@@ -146,12 +151,14 @@ class InotifyDriver(Driver):
                 overflow = True
                 continue
             if mask & inotify.IN_IGNORED:  # the kernel dropped the watch
-                for n in self._wd_nodes.pop(wd, ()):
+                for n in self.nodes_of(wd):
                     n.wd = None
                     dirty[n] = None
+                self._wd_node.pop(wd, None)
+                self._wd_more.pop(wd, None)
                 continue
             content_only = name and not (mask & (inotify.STRUCTURE | inotify.IN_ISDIR))
-            for n in self._wd_nodes.get(wd, ()):
+            for n in self.nodes_of(wd):
                 if not n.alive:
                     continue
                 if not content_only:
@@ -164,13 +171,21 @@ class InotifyDriver(Driver):
 
     # -- the watch registry (called by the snapshot) --------------------------------
 
+    def nodes_of(self, wd):
+        """The snapshot's nodes watched through `wd` (usually one)."""
+        first = self._wd_node.get(wd)
+        if first is None:
+            return ()
+        more = self._wd_more.get(wd)
+        return (first,) if more is None else [first] + more
+
     def add(self, node):
         """Add (or refresh) the watch of a directory about to be listed."""
         ino = self._ino
         if ino is None:  # fell back: the rest of this pass lists without watching
             return
         cap = self.max_watches
-        if cap is not None and node.wd is None and len(self._wd_nodes) >= cap:
+        if cap is not None and node.wd is None and len(self._wd_node) >= cap:
             self._fail("inotify watch limit (%d) reached" % cap)
             return
         try:
@@ -186,7 +201,8 @@ class InotifyDriver(Driver):
         if node.wd is not None:
             self.discard(node)
         node.wd = wd
-        self._wd_nodes.setdefault(wd, []).append(node)
+        if self._wd_node.setdefault(wd, node) is not node:
+            self._wd_more.setdefault(wd, []).append(node)
 
     def discard(self, node):
         """Stop watching a directory dropped from the snapshot (or re-watched)."""
@@ -194,15 +210,20 @@ class InotifyDriver(Driver):
         if wd is None:
             return
         node.wd = None
-        nodes = self._wd_nodes.get(wd)
-        if nodes is None:
+        more = self._wd_more.get(wd)
+        if more is not None and node in more:
+            more.remove(node)
+        elif self._wd_node.get(wd) is node:
+            if more:
+                self._wd_node[wd] = more.pop(0)
+            else:
+                del self._wd_node[wd]
+        else:
             return
-        if node in nodes:
-            nodes.remove(node)
-        if not nodes:
-            del self._wd_nodes[wd]
-            if self._ino is not None:
-                self._ino.rm_watch(wd)
+        if not more:
+            self._wd_more.pop(wd, None)
+        if wd not in self._wd_node and self._ino is not None:
+            self._ino.rm_watch(wd)
 
     # -- failing and closing ------------------------------------------------------
 
@@ -219,8 +240,9 @@ class InotifyDriver(Driver):
         self._ino = None
         if ino is not None:
             ino.close()
-        if self._wd_nodes:
-            self._wd_nodes = {}
+        if self._wd_node:
+            self._wd_node = {}
+            self._wd_more = {}
             for n in self.snapshot.nodes():
                 n.wd = None
 
