@@ -9,9 +9,11 @@ watched tree on a local filesystem: mounts.py); elsewhere it polls.
 Three sources bring the one snapshot up to date:
 - inotify events, applied as the inotify driver applies them: a change is
   seen within milliseconds, at almost no CPU;
-- the hot set (watch_hot.py) every 0.1 s while it holds files: the files
-  changed during this run, so the files being worked on are seen within
-  about 100 ms even if inotify says nothing;
+- the hot set (watch_hot.py) every 0.1 s while it holds files: the changes
+  inotify missed (and their directories), so a file being worked on where
+  inotify is blind is still seen within about 100 ms. Where inotify works
+  nothing is missed, the set stays empty and costs nothing: checking files
+  ten times a second would cost more than all the rest;
 - the safety net: a steady polling pass over the whole tree (it lists only
   directories whose (mtime, inode) moved), paced to NET_BUDGET of one core
   within NET_MIN_S..NET_MAX_S. Whatever inotify never reports (events lost
@@ -19,8 +21,8 @@ Three sources bring the one snapshot up to date:
   within one interval.
 A polling phase first applies the events already queued; the events that
 arrive while it runs are read at its end. A change it found that none of
-them explains is one inotify missed: counted in `missed`, and the first one
-is logged (debug).
+them explains is one inotify missed: counted in `missed`, made hot, and the
+first one is logged (debug).
 """
 
 import logging
@@ -43,11 +45,6 @@ log = logging.getLogger("air_std.watcher")
 NET_BUDGET = 0.002
 NET_MIN_S = 2.0
 NET_MAX_S = 30.0
-# The hot set's caps here. With inotify working it is only insurance, and it
-# costs its stats ten times a second: the few files being worked on, not the
-# polling driver's hundred.
-HOT_DIRS = 8
-HOT_FILES = 32
 
 
 def net_pacer(interval_s=None):
@@ -66,7 +63,7 @@ class AutoDriver(InotifyDriver):
         super().__init__(snapshot, pacer, max_watches)
         self.net = net
         self.hot_interval_s = hot_interval_s
-        self.hot = HotSet(snapshot, HOT_DIRS, HOT_FILES)
+        self.hot = HotSet(snapshot)
         self.missed = 0        # changes found by polling that no event explained
         self._next_net = None  # monotonic deadlines, from the first step()
         self._next_hot = None
@@ -111,12 +108,12 @@ class AutoDriver(InotifyDriver):
         return scan
 
     def after_pass(self, scan):
-        self.hot.heat(scan)
+        """Nothing: only what inotify missed is made hot, by _poll()."""
 
     def _poll(self, scan, phase):
         """Run a polling phase (phase(scan)), then tell what it found that
         inotify had not reported."""
-        marks = (len(scan.created), len(scan.modified), len(scan.deleted))
+        marks = (len(scan.created), len(scan.modified), len(scan.deleted), len(scan.new_dirs))
         # A polling phase lists a directory only when its (mtime, inode)
         # moved; events ask for every named directory to be listed.
         scan.list_all = False
@@ -139,6 +136,12 @@ class AutoDriver(InotifyDriver):
         missed = [p for p in found if not _explained(p, explained)]
         if not missed:
             return
+        gone = set(scan.deleted[marks[2]:])
+        for p in missed:
+            self.hot.heat_path(p, p not in gone)
+        for node in scan.new_dirs[marks[3]:]:
+            if not _explained(node.path, explained):
+                self.hot.heat_dir(node)
         if not self.missed:
             log.debug("inotify did not report %s; polling found it (%d change(s) in this pass;"
                       " later misses are not logged)",

@@ -2,10 +2,11 @@
 checked every `hot_interval_s` (0.1 s) with a few stats.
 
 Used by the watcher thread ("air-watcher") through the polling driver
-(watch_poll.py) and the auto driver (watch_auto.py); tests also call it with
-no thread. A developer edits the same few files again and again: checking
-those often costs little, and sees their next change within about 100 ms
-whatever the full pass's interval, and whether or not inotify reports it.
+(watch_poll.py), which heats every change, and the auto driver
+(watch_auto.py), which heats only the changes inotify missed; tests also
+call it with no thread. A developer edits the same few files again and
+again: checking those often costs little, and sees their next change within
+about 100 ms whatever the full pass's interval.
 
 A check stats each hot directory and lists it again only when its (mtime,
 inode) moved (an editor that saves by renaming changes the directory, not the
@@ -20,7 +21,7 @@ from air_std.snapshot import dir_key
 
 __all__ = ["HotSet", "HOT_DIRS_MAX", "HOT_FILES_MAX"]
 
-HOT_DIRS_MAX = 32   # caps of the polling driver's hot set
+HOT_DIRS_MAX = 32   # caps: a check costs at most this many stats
 HOT_FILES_MAX = 128
 
 
@@ -64,22 +65,31 @@ class HotSet:
         """Make the directories and files of a pass's changes hot (the most
         recent first out of the caps last)."""
         for node in scan.new_dirs or ():
-            self._heat_dir(node.path, node)
+            self.heat_dir(node)
         for paths, is_file in ((scan.created, True), (scan.modified, True),
                                (scan.deleted, False)):
             for p in paths or ():
-                d, _, name = p.rpartition("/")
-                d = d or "/"
-                node = self.snapshot.node_at(d)
-                if node is None:
-                    continue
-                self._heat_dir(d, node)
-                if is_file:
-                    key = (d, name)
-                    self._files[key] = node
-                    self._files.move_to_end(key)
-                    if len(self._files) > self.max_files:
-                        self._files.popitem(last=False)
+                self.heat_path(p, is_file)
+
+    def heat_dir(self, node):
+        """Make one directory hot (one found new: files may follow)."""
+        self._heat_dir(node.path, node)
+
+    def heat_path(self, path, is_file):
+        """Make one changed path hot: its directory, and itself when it is a
+        file that still exists."""
+        d, _, name = path.rpartition("/")
+        d = d or "/"
+        node = self.snapshot.node_at(d)
+        if node is None:
+            return
+        self._heat_dir(d, node)
+        if is_file:
+            key = (d, name)
+            self._files[key] = node
+            self._files.move_to_end(key)
+            if len(self._files) > self.max_files:
+                self._files.popitem(last=False)
 
     def _heat_dir(self, path, node):
         hot = self._dirs
