@@ -37,6 +37,7 @@ import stat
 import time
 import types
 
+from air_std.contenthash import store_hash
 from air_std.messages import ChangeBatch
 
 __all__ = ["Node", "ScanPass", "Snapshot", "file_key", "dir_key", "unpack_key", "GONE_ERRNOS"]
@@ -580,33 +581,3 @@ def unpack_key(key):
         m -= 1 << 64
     rest = (key - m) >> 64
     return m, rest & _M64, rest >> 64
-
-
-def store_hash(node, name):
-    """Hash a file of `node` (exclude_unchanged) and keep the digest; None when unreadable."""
-    digest = _file_hash(node.prefix + name)
-    if node.hashes is None:
-        node.hashes = {}
-    if digest is None:
-        node.hashes.pop(name, None)
-    else:
-        node.hashes[name] = digest
-    return digest
-
-
-def _file_hash(path):
-    """blake2b of the content, or None when it cannot be read."""
-    # Imported here: hashlib costs ~3.7 MB of RSS (OpenSSL) and only
-    # exclude_unchanged needs it.
-    import hashlib
-    h = hashlib.blake2b(digest_size=16)
-    try:
-        with open(path, "rb") as f:
-            while True:
-                chunk = f.read(1 << 20)
-                if not chunk:
-                    break
-                h.update(chunk)
-    except OSError:
-        return None
-    return h.digest()
