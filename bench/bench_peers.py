@@ -97,15 +97,15 @@ def py_html(change, path):
 '''
 
 # auto with inotify blind finds a first edit with its safety net, paced to its
-# CPU budget within 2-30 s: writes are spread over this long, and each is
+# CPU budget within 2-60 s: writes are spread over this long, and each is
 # waited for up to BLIND_TIMEOUT_S.
 BLIND_PERIOD_S = 15.0
 BLIND_TIMEOUT_S = 60.0
-AUTO_IDLE_S = 120.0  # idle window of the auto rows: two halves of two 30 s intervals
+AUTO_IDLE_S = 120.0  # idle window of the auto rows: two halves of at least one interval
 
 # (tool, mode, description, poll period in s used to spread the writes)
 ROWS = [
-    ("air_std", "auto", "default: auto (inotify events, a polling safety net every 2-30 s)",
+    ("air_std", "auto", "default: auto (inotify events, a polling safety net every 2-60 s)",
      0.3),
     ("air_std", "poll", 'polling (build.watcher = "poll": adaptive full pass <= 2 s, hot set '
      '100 ms)', 2.0),
@@ -549,7 +549,7 @@ class Bench:
                           % (format(n, ","), self.settle_cap_s))
             seconds = self.idle_s if n <= 10000 else self.idle_100k_s
             if row[0] == "air_std" and row[1] in ("auto", "blind"):
-                # the safety net passes every 2-30 s: each half of the window
+                # the safety net passes every 2-60 s: each half of the window
                 # must hold whole intervals, or a half with a pass and one
                 # without would never agree
                 seconds = max(seconds, AUTO_IDLE_S)

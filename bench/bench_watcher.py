@@ -158,7 +158,7 @@ def _heat(w, q, root, n):
 
 
 def bench_idle(trees, seconds, backends, net_windows):
-    print("### Idle CPU, include_ext go,html (40%% of the files), whole process\n")
+    print("### Idle CPU, include_ext go,html (40% of the files), whole process\n")
     print("CPU is this process's utime+stime (time.process_time()) over the window, after a "
           "settling period: steady on a loaded machine, where wall-clock figures are not. "
           "Windows of %g s; for auto, at least %d safety-net interval(s), so that its passes "
