@@ -320,7 +320,7 @@ def bench_latency(root, samples, backends):
             p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
             print("| %s | %s | %.0f | %.0f | %.0f | %.0f | %s |" % (
                 active, what, statistics.median(lat) * 1e3, p95 * 1e3, lat[-1] * 1e3,
-                max(w for _, w in pairs) * 1e3, "%.1f" % net if net is not None else "-"))
+                max(took for _, took in pairs) * 1e3, "%.1f" % net if net is not None else "-"))
         if backend == "auto-blind":
             blind_notes.append("auto, inotify blind: %d change(s) found by polling that inotify "
                                "did not report; safety net every %.1f s at the end (paced to "
