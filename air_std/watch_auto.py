@@ -167,7 +167,7 @@ class AutoDriver(InotifyDriver):
             net = "every %gs" % self.net.interval_s
         else:
             net = "every %g-%gs (adaptive)" % (NET_MIN_S, NET_MAX_S)
-        return "inotify, a polling safety net %s, hot files every %gs" % (
+        return "inotify, a polling safety net %s, files inotify missed every %gs" % (
             net, self.hot_interval_s)
 
 
