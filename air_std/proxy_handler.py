@@ -26,12 +26,13 @@ import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit, urlunsplit
 
+from air_std import waitio
 from air_std.broadcast import Event, RegistryClosed
 from air_std.inject import DECODABLE
 from air_std.messages import STOP
 from air_std.proxy_http import APP_HOST, CLIENT_GONE, HOP_BY_HOP, AppGone, tokens
 from air_std.request_body import BadBody, framing, read_chunked, read_length
-from air_std.response_relay import ResponseRelay
+from air_std.response_relay import BadReply, ResponseRelay, UpstreamResponse
 from air_std.websocket_tunnel import WebSocketTunnel, connect_app, status_of
 
 log = logging.getLogger("air_std.proxy")
@@ -58,22 +59,27 @@ def format_sse(event):
     return ("event: %s\n%s\n" % (event.name, lines)).encode("utf-8")
 
 
-def _is_stale(sock):
-    """True if the app closed this idle keep-alive connection (or sent junk)."""
+def peek_state(sock):
+    """What waits on a socket, without taking it: "none", "data", or "eof"
+    (the peer closed it, or it is in error)."""
     old = sock.gettimeout()
     try:
         sock.settimeout(0.0)
-        sock.recv(1, socket.MSG_PEEK)
-        return True  # EOF (b"") or unsolicited bytes: either way not reusable
+        return "data" if sock.recv(1, socket.MSG_PEEK) else "eof"
     except BlockingIOError:
-        return False
+        return "none"
     except OSError:
-        return True
+        return "eof"
     finally:
         try:
             sock.settimeout(old)
         except OSError:
             pass
+
+
+def _is_stale(sock):
+    """True if the app closed this idle keep-alive connection (or sent junk)."""
+    return peek_state(sock) != "none"  # EOF or unsolicited bytes: either way not reusable
 
 
 class ProxyHandler(BaseHTTPRequestHandler):
@@ -170,6 +176,14 @@ class ProxyHandler(BaseHTTPRequestHandler):
             self._reply(404, b"not found\n")
 
     def _app_down(self, exc):
+        if isinstance(exc, BadReply):
+            # the app is up but broke the protocol: a page that reloads itself
+            # whenever the app accepts connections would reload for ever
+            line = "the app at %s:%d sent an invalid response: %s" % (APP_HOST, self.proxy.app_port, exc)
+            self.proxy.note_app_down(line)
+            self.close_connection = True
+            self._reply(502, ("bad gateway: %s\n" % line).encode("utf-8"))
+            return
         if isinstance(exc, ConnectionRefusedError):
             reason = "connection refused"
         elif isinstance(exc, (socket.timeout, TimeoutError)):
@@ -275,6 +289,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     def _open_upstream(self):
         conn = http.client.HTTPConnection(APP_HOST, self.proxy.app_port, timeout=self.connect_timeout_s)
+        conn.response_class = UpstreamResponse
         try:
             conn.connect()
         except OSError:
@@ -325,13 +340,13 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self._app_down(exc.__cause__ or exc)
                 return
-        self._relay(resp)
+        self._relay(resp, target)
 
-    def _send_request(self, conn, target, kind, length):
+    def _send_request(self, conn, target, kind, length, method=None):
         """Send the request line, headers and body to the app. AppGone when
         the app fails; BadBody when the browser's body is malformed; a
         vanished browser's error propagates as it is."""
-        conn.putrequest(self.command, target, skip_host=True, skip_accept_encoding=True)
+        conn.putrequest(method or self.command, target, skip_host=True, skip_accept_encoding=True)
         try:
             for name, value in self._forward_headers():
                 conn.putheader(name, value)
@@ -358,16 +373,44 @@ class ProxyHandler(BaseHTTPRequestHandler):
         except OSError as exc:
             raise AppGone(exc) from exc
 
-    @staticmethod
-    def _get_response(conn):
+    def _get_response(self, conn):
+        """The app's response; AppGone if the app fails, CLIENT_GONE if the
+        browser hangs up while the app is still thinking."""
+        self._wait_for_app(conn.sock)
         try:
-            return conn.getresponse()
+            resp = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             raise AppGone(exc) from exc
+        if resp.status == 101:
+            resp.close()
+            exc = BadReply("101 Switching Protocols to a request that asked for no upgrade")
+            raise AppGone(exc) from exc
+        return resp
 
-    def _relay(self, resp):
+    def _wait_for_app(self, sock):
+        """Until the app's answer starts (or its socket times out), watch the
+        browser too: one that hangs up meanwhile ends the request, so the app
+        sees its connection close instead of working for nobody."""
+        browser = [self.connection]
+        deadline = time.monotonic() + self.upstream_timeout_s
+        while True:
+            ready = waitio.readable([sock] + browser, max(0.0, deadline - time.monotonic()))
+            if sock in ready or not ready:
+                return  # the answer, or the app's own timeout, is for getresponse() to read
+            state = peek_state(self.connection)
+            if state == "eof":
+                raise ConnectionResetError("the browser closed the connection before the app answered")
+            browser = []  # the next request is already coming: only the app matters now
+
+    def _relay(self, resp, target):
         """Send the app's response to the browser, streaming the body."""
-        relay = ResponseRelay(self, resp, self.proxy.generation)
+        head_only = False
+        if self.command == "HEAD" and ResponseRelay(self, resp, 0).injects():
+            resp = self._get_for_head(resp, target)
+            if resp is None:
+                return
+            head_only = True
+        relay = ResponseRelay(self, resp, self.proxy.generation, head_only)
         done = False
         try:
             relay.send()
@@ -379,9 +422,27 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 self._app_down(exc.__cause__ or exc)
             # else the browser sees a truncated response and the connection closing
         finally:
-            if not done or resp.will_close:
+            if not done or resp.will_close or relay.body_unread:
                 self._drop_upstream()
             resp.close()
+
+    def _get_for_head(self, resp, target):
+        """A GET for the page a HEAD asked about: its Content-Length counts the
+        script tag only once the page is seen. None after answering 502."""
+        resp.close()
+        if resp.will_close:
+            self._drop_upstream()
+            self._upstream = self._connect(self._open_upstream)
+            if self._upstream is None:
+                return None
+        try:
+            self._send_request(self._upstream, target, None, 0, method="GET")
+            return self._get_response(self._upstream)
+        except AppGone as exc:
+            self._drop_upstream()
+            self.close_connection = True
+            self._app_down(exc.__cause__ or exc)
+            return None
 
     # --- WebSockets (and any other Upgrade to websocket): a byte tunnel ---
     def _open_app_socket(self):

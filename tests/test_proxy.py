@@ -8,6 +8,7 @@ sockets as the browser. Waits are bounded; nothing asserts on timing.
 """
 
 import base64
+import codecs
 import gzip
 import hashlib
 import http.client
@@ -32,7 +33,8 @@ from conftest import REPO, free_port, wait_until
 
 from air_std.broadcast import Subscribers
 from air_std.errors import ProxyError
-from air_std.inject import SCRIPT_TAG, HTMLInjector, inject_html, script_tag
+from air_std.inject import (DECODED_PIECE, HOLD_MAX, SCRIPT_TAG, HTMLInjector, StreamDecoder, inject_html,
+                             script_tag)
 from air_std.proxy import LiveReloadProxy
 
 # what the proxy injects into a page served before any app start
@@ -40,6 +42,8 @@ TAG0 = script_tag(0)
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 PAGE = b"<!DOCTYPE html><html><head><title>t</title></head><body><p>hi</p></body></html>"
 BIG = 24 * 1024 * 1024
+UTF16_HEAD = "<html><body>\u20ac".encode("utf-16") + "x".encode("utf-16-le") * 100000
+BOMB = b"<html><body>" + b"a" * (32 * 1024 * 1024) + b"</body></html>"
 
 
 # --- the app behind the proxy ------------------------------------------------
@@ -159,12 +163,63 @@ class App(BaseHTTPRequestHandler):
                 "text/event-stream"),
             "/stream-html": lambda: self.send_chunks(
                 [b"<html><body>" + b"x" * 1000, self.gates["html"], b"</body></html>"]),
+            "/short": lambda: self.raw(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                       b"Content-Length: 100000\r\n\r\n" + b"s" * 100),
+            "/short-html": lambda: self.raw(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                                            b"Content-Length: 5000000\r\n\r\n<html><body>" + b"s" * 100000),
+            "/early-hints": lambda: self.raw(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                b"HTTP/1.1 102 Processing\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(PAGE), PAGE), close=False),
+            "/switch": lambda: self.raw(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\n"
+                                        b"Connection: Upgrade\r\n\r\n", hold=True),
+            "/utf16-stream": lambda: self.send_chunks(
+                [UTF16_HEAD, self.gates["utf16"], "y</body></html>".encode("utf-16-le")],
+                "text/html; charset=utf-16"),
+            "/utf16-endless": self.utf16_endless,
+            "/gzip-bomb": self.gzip_bomb,
         }
         if path in routes:
             return routes[path]()
         return self.echo()
 
     do_HEAD = do_GET
+
+    def raw(self, data, close=True, hold=False):
+        """Bytes as they are, for answers BaseHTTPRequestHandler cannot write."""
+        self.wfile.write(data)
+        self.wfile.flush()
+        self.close_connection = close
+        if hold:  # keep the connection open until the proxy closes it
+            self.rfile.read()
+
+    def utf16_endless(self):
+        """A UTF-16 page that goes on (up to 64 MB) while anyone reads it."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-16")
+        self.end_headers()
+        self.close_connection = True
+        piece = ("<p>" + "z" * 32000 + "</p>").encode("utf-16")
+        try:
+            for _ in range(64 * 1024 * 1024 // len(piece)):
+                self.wfile.write(piece)
+        except OSError:
+            App.cut.append(self.path)
+
+    def gzip_bomb(self):
+        """32 MB of HTML in 32 KB of gzip, with a Content-Length; the second
+        half of the compressed bytes waits for the test's gate."""
+        packed = gzip.compress(BOMB, 9)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(packed)))
+        self.end_headers()
+        self.wfile.write(packed[:len(packed) // 2])
+        self.wfile.flush()
+        assert self.gates["bomb"].wait(10), "the test never opened the gate"
+        self.wfile.write(packed[len(packed) // 2:])
 
     def no_content(self):
         self.send_response(204)
@@ -393,6 +448,59 @@ def test_injector_respects_wide_charsets():
     assert inject_html(latin, "iso-8859-1") == b"<body>caf\xe9" + SCRIPT_TAG + b"</body>"
 
 
+@pytest.mark.parametrize("codec, charset", [
+    ("utf-16-le", "utf-16"), ("utf-16-be", "UTF-16BE"), ("utf-16-le", "utf-16le"), ("utf-32-be", "utf-32be"),
+    ("utf-16", None), ("utf-16-be", "utf-16"),  # a BOM decides, even against the header
+])
+def test_wide_charsets_stream_byte_by_byte(codec, charset):
+    page = "<html><BODY>\u20ac\U0001F600 \u3c00\u2f00</body\n>" + "z" * 40 + "</Body >\n</html>"
+    data = page.encode(codec)
+    if codec == "utf-16-be" and charset == "utf-16":
+        data = codecs.BOM_UTF16_BE + data
+    injector = HTMLInjector(charset)
+    out = b"".join(injector.feed(data[i:i + 1]) for i in range(len(data))) + injector.finish()
+    assert out == inject_html(data, charset) and injector.injected
+    expected = page.replace("</Body >", SCRIPT_TAG.decode() + "</Body >")
+    assert out.decode("utf-16" if codec == "utf-16" or data.startswith(codecs.BOM_UTF16_BE) else codec) == expected
+
+
+def test_a_tag_inside_wide_characters_is_not_a_tag():
+    # U+3C00 U+2F00 U+6200 ... in UTF-16LE hold the bytes of "</body>" one byte off
+    fake = "\u3c00\u2f00\u6200\u6f00\u6400\u7900\u3e00"
+    assert b"<\x00/\x00b\x00o\x00d\x00y\x00>" in fake.encode("utf-16-le")
+    assert inject_html(("<body>" + fake).encode("utf-16-le"), "utf-16le") == ("<body>" + fake).encode("utf-16-le")
+    out = inject_html(("<body>" + fake + "</body>").encode("utf-16-le"), "utf-16le")
+    assert out.decode("utf-16-le") == "<body>" + fake + SCRIPT_TAG.decode() + "</body>"
+
+
+def test_injector_holds_a_bounded_amount():
+    injector = HTMLInjector()
+    sent = injector.feed(b"<body>" + b"x" * 100000)
+    assert len(sent) >= 100000 - 16  # only what may start a </body> is held
+    sent = injector.feed(b"</body>")
+    assert sent == b"x" * 16  # the </body> is held: a later one would be the last one
+    sent = injector.feed(b"y" * (HOLD_MAX + 1))  # too much after it: that one was the last
+    assert sent.startswith(SCRIPT_TAG + b"</body>") and injector.injected
+    assert injector.feed(b"</body>") == b"</body>"  # passes as it is now
+    for charset in ("cp500", "cp1140"):  # EBCDIC: the tag cannot be matched as a browser reads it
+        page = "<body>x</body>".encode(charset)
+        assert inject_html(page, charset) == page
+
+
+def test_decoder_inflates_one_bounded_piece_at_a_time():
+    packed = gzip.compress(b"a" * (20 * DECODED_PIECE)) + gzip.compress(b"second member")
+    decoder = StreamDecoder("gzip")
+    pieces = decoder.feed(packed)
+    first = next(pieces)
+    assert len(first) == DECODED_PIECE  # the rest is not inflated yet
+    rest = b"".join(pieces) + b"".join(decoder.finish())
+    assert first + rest == b"a" * (20 * DECODED_PIECE) + b"second member"
+    assert all(len(p) <= DECODED_PIECE for p in StreamDecoder("deflate").feed(zlib.compress(b"b" * 10 ** 7)))
+    decoder = StreamDecoder("gzip")  # bytes after the end are ignored, and not kept
+    assert b"".join(decoder.feed(gzip.compress(b"page") + b"junk" * 1000)) == b"page"
+    assert b"".join(decoder.feed(b"more junk" * 100000)) == b""
+
+
 # --- forwarding ---------------------------------------------------------------
 
 
@@ -450,6 +558,144 @@ def test_streamed_html_flows_before_the_page_ends(app, make_proxy):
     gate.set()
     rest = r.read()
     assert (first + rest).endswith(TAG0 + b"</body></html>")
+
+
+def read_head(sock, already=b""):
+    """(status line and headers as bytes, the body bytes read with them)."""
+    data = read_until(sock, b"\r\n\r\n", already)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def chunked_body_so_far(data):
+    """The body bytes in a chunked byte stream, as far as it goes."""
+    out = b""
+    while True:
+        line, sep, rest = data.partition(b"\r\n")
+        if not sep:
+            return out
+        size = int(line, 16)
+        out += rest[:size]
+        if size == 0 or len(rest) < size + 2:
+            return out
+        data = rest[size + 2:]
+
+
+def test_utf16_html_streams_and_is_injected(app, make_proxy):
+    """A UTF-16 page is injected as it streams, like any other: the proxy
+    once held it whole, without bound and without writing a byte."""
+    gate = App.gates["utf16"] = threading.Event()
+    p = make_proxy(app.port)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall(b"GET /utf16-stream HTTP/1.1\r\nHost: t\r\n\r\n")
+    head, data = read_head(s)
+    assert b"Transfer-Encoding: chunked" in head
+    while len(chunked_body_so_far(data)) < 100000:  # while the app still holds the end back
+        more = s.recv(65536)
+        assert more, "closed early"
+        data += more
+    gate.set()
+    data = read_until(s, b"\r\n0\r\n\r\n", data)
+    s.close()
+    text = chunked_body_so_far(data).decode("utf-16")
+    assert text == "<html><body>\u20ac" + "x" * 100000 + "y" + TAG0.decode() + "</body></html>"
+
+
+def test_reading_stops_when_the_browser_leaves_a_utf16_page(app, make_proxy):
+    p = make_proxy(app.port)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall(b"GET /utf16-endless HTTP/1.1\r\nHost: t\r\n\r\n")
+    head, data = read_head(s)
+    while len(data) < 200000:  # the page flows...
+        more = s.recv(65536)
+        assert more, "closed early"
+        data += more
+    s.close()  # ...and the browser goes: the app's connection must be closed too
+    wait_until(lambda: App.cut == ["/utf16-endless"], timeout=10,
+               what="the app's response to be cut off")
+
+
+def test_gzip_html_is_inflated_in_bounded_pieces(app, make_proxy):
+    """A 32 KB gzip page that inflates to 32 MB, announced with a Content-Length
+    (the kind of page the proxy holds to fix its length): it streams once what
+    is held passes HTML_BUFFER_MAX, instead of being inflated whole."""
+    gate = App.gates["bomb"] = threading.Event()
+    p = make_proxy(app.port)
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=10)
+    c.request("GET", "/gzip-bomb", headers={"Accept-Encoding": "gzip"})
+    r = c.getresponse()
+    assert r.getheader("Content-Encoding") is None and r.getheader("Content-Length") is None
+    first = r.read1(1 << 20)  # sent before the app has sent the whole compressed body
+    assert first.startswith(b"<html><body>aaa")
+    gate.set()
+    size, tail = len(first), first[-100:]
+    while True:
+        data = r.read1(1 << 20)
+        if not data:
+            break
+        size += len(data)
+        tail = (tail + data)[-100:]
+    c.close()
+    assert size == len(BOMB) + len(TAG0)
+    assert tail.endswith(b"a" + TAG0 + b"</body></html>")
+
+
+def test_app_body_shorter_than_its_length_closes_the_browser_connection(app, make_proxy):
+    """Content-Length 100000, 100 bytes, then the app hangs up: the browser's
+    connection is closed at once (it used to wait for the idle timeout)."""
+    p = make_proxy(app.port)
+    for path, partial in (("/short", b"s" * 100), ("/short-html", b"<html><body>" + b"s" * 100000)):
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
+        data = b""
+        while True:  # until the proxy closes: a socket timeout here fails the test
+            more = s.recv(65536)
+            if not more:
+                break
+            data += more
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        if b"chunked" in head:
+            body = chunked_body_so_far(body)
+        # all that came (the injector may hold the last bytes back), never a chunked end
+        assert body and partial.startswith(body) and not data.endswith(b"\r\n0\r\n\r\n")
+
+
+def test_interim_responses_are_dropped_and_the_final_one_delivered(app, make_proxy):
+    p = make_proxy(app.port)
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    r, body = get(p.port, "/early-hints", conn=c)
+    assert r.status == 200 and body == PAGE.replace(b"</body>", TAG0 + b"</body>")
+    # the app's connection is still in step: the next answer is the next request's
+    r, body = get(p.port, "/echo", conn=c)
+    assert r.status == 200 and json.loads(body)["path"] == "/echo"
+    c.close()
+
+
+def test_an_unsolicited_101_is_a_502(app, make_proxy):
+    p = make_proxy(app.port)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall(b"GET /switch HTTP/1.1\r\nHost: t\r\n\r\n")
+    head, body = read_head(s)
+    assert head.startswith(b"HTTP/1.1 502 "), head
+    assert b"101 Switching Protocols to a request that asked for no upgrade" in read_until(s, b"\n", body)
+    s.close()
+
+
+@pytest.mark.parametrize("path", ["/page", "/gzip", "/nobody", "/json", "/notfound", "/redirect", "/latin1"])
+def test_head_has_the_length_of_the_get(app, make_proxy, path):
+    """A HEAD stands for the GET: same status and headers, the Content-Length
+    counting the script tag when the GET's page gets it."""
+    p = make_proxy(app.port)
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    r_get, body = get(p.port, path, conn=c, headers={"Accept-Encoding": "gzip"})
+    r_head, nothing = get(p.port, path, method="HEAD", conn=c, headers={"Accept-Encoding": "gzip"})
+    assert nothing == b"" and r_head.status == r_get.status
+    assert r_head.getheader("Content-Length") == r_get.getheader("Content-Length") == str(len(body))
+    assert r_head.getheader("Content-Encoding") == r_get.getheader("Content-Encoding")
+    assert get(p.port, "/echo", conn=c)[0].status == 200  # the connection goes on
+    c.close()
 
 
 def test_headers_are_copied_both_ways(app, make_proxy):
