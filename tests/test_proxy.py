@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import resource
+import select
 import shutil
 import socket
 import struct
@@ -179,6 +180,7 @@ class App(BaseHTTPRequestHandler):
                 "text/html; charset=utf-16"),
             "/utf16-endless": self.utf16_endless,
             "/gzip-bomb": self.gzip_bomb,
+            "/thinking": self.thinking,
         }
         if path in routes:
             return routes[path]()
@@ -220,6 +222,16 @@ class App(BaseHTTPRequestHandler):
         self.wfile.flush()
         assert self.gates["bomb"].wait(10), "the test never opened the gate"
         self.wfile.write(packed[len(packed) // 2:])
+
+    def thinking(self):
+        """An app that takes its time: it answers after 10 s unless the proxy
+        hangs up first, which it notes."""
+        ready = select.select([self.connection], [], [], 10)[0]
+        if ready and not self.connection.recv(1, socket.MSG_PEEK):
+            App.cut.append(self.path)
+            self.close_connection = True
+            return
+        self.send(200, b"done", "text/plain")
 
     def no_content(self):
         self.send_response(204)
@@ -660,6 +672,16 @@ def test_app_body_shorter_than_its_length_closes_the_browser_connection(app, mak
             body = chunked_body_so_far(body)
         # all that came (the injector may hold the last bytes back), never a chunked end
         assert body and partial.startswith(body) and not data.endswith(b"\r\n0\r\n\r\n")
+
+
+def test_a_browser_leaving_before_the_answer_ends_the_request(app, make_proxy):
+    p = make_proxy(app.port)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall(b"GET /thinking HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_until(lambda: any(t.name.startswith("air-proxy-conn") for t in threading.enumerate()),
+               what="the request to reach the proxy")
+    s.close()
+    wait_until(lambda: App.cut == ["/thinking"], timeout=8, what="the app's connection to be closed")
 
 
 def test_interim_responses_are_dropped_and_the_final_one_delivered(app, make_proxy):
