@@ -32,6 +32,7 @@ from air_std.inject import DECODABLE
 from air_std.messages import STOP
 from air_std.proxy_http import APP_HOST, CLIENT_GONE, HOP_BY_HOP, AppGone, tokens
 from air_std.request_body import BadBody, framing, read_chunked, read_length
+from air_std.request_head import BadHead, read_head
 from air_std.response_relay import BadReply, ResponseRelay, UpstreamResponse
 from air_std.websocket_tunnel import WebSocketTunnel, connect_app, status_of
 
@@ -43,10 +44,14 @@ SSE_PATH = "/__air_internal/sse"
 STATUS_PATH = "/__air_internal/app-status"
 
 # Request headers the proxy sets itself, or that only make sense on the
-# browser's connection ("expect": the proxy reads the body without a 100).
+# browser's connection ("expect": the proxy answers it itself). Forwarding
+# headers (these, and every X-Forwarded-*) are only the proxy's to set: an app
+# that trusts them could otherwise be told any client address, host or scheme.
 _NOT_FORWARDED = frozenset((
-    "expect", "content-length", "accept-encoding", "host",
-    "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "via"))
+    "expect", "content-length", "accept-encoding", "host", "via", "forwarded", "x-real-ip", "x-client-ip"))
+_ESCAPES = {c: "\\x%02x" % c for c in list(range(32)) + [127]}
+_REFUSALS = {400: "bad request", 414: "request line too long", 431: "request header fields too large",
+             505: "HTTP version not supported"}
 # Methods a browser may send again on a fresh connection when a kept-alive
 # one turned out dead: they have no body and change nothing.
 _REPLAYABLE = ("GET", "HEAD", "OPTIONS")
@@ -121,9 +126,34 @@ class ProxyHandler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def log_message(self, format, *args):
-        # the stdlib writes straight to sys.stderr; route it to our logger
+        # the stdlib writes straight to sys.stderr; route it to our logger,
+        # with the browser's control characters escaped (a request line may hold any)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s", self.address_string(), format % args)
+            log.debug("%s %s", self.address_string(), (format % args).translate(_ESCAPES))
+
+    def parse_request(self):
+        """Read the head after the request line (self.raw_requestline) strictly
+        (request_head); False after answering a head the proxy refuses."""
+        self.command = None
+        self.request_version = "HTTP/1.1"  # until known: an error answer still gets a status line
+        self.close_connection = True
+        self.requestline = self.raw_requestline.decode("latin-1").rstrip("\r\n")
+        self.headers = http.client.HTTPMessage()  # none read yet
+        try:
+            head = read_head(self.raw_requestline, self.rfile)
+        except BadHead as exc:
+            self._refuse(exc.status, str(exc))
+            return False
+        self.command, self.path, self.request_version = head.method, head.target, head.version
+        self.requestline, self.headers = head.line, head.headers
+        connection = tokens(self.headers.get_all("Connection", []))
+        if self.request_version == "HTTP/1.1":
+            self.close_connection = "close" in connection
+        else:
+            self.close_connection = "keep-alive" not in connection
+        if self.headers.get("Expect", "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
 
     def _dispatch(self):
         if self.path.startswith(INTERNAL_PREFIX):
@@ -156,10 +186,14 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self.log_request(status)
 
     def _bad_request(self, reason):
+        self._refuse(400, reason)
+
+    def _refuse(self, status, reason):
         # the request's framing cannot be trusted: nothing after it on this
         # connection can be either
         self.close_connection = True
-        self._reply(400, ("bad request: %s\n" % reason).encode("utf-8", "replace"))
+        what = _REFUSALS.get(status, "bad request")
+        self._reply(status, ("%s: %s\n" % (what, reason)).encode("utf-8", "replace"))
 
     def _internal(self):
         route = self.path.split("?", 1)[0]
@@ -248,7 +282,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
     def _forward_headers(self, keep_upgrade=False):
         h = self.headers
         drop = HOP_BY_HOP | tokens(h.get_all("Connection", [])) | _NOT_FORWARDED
-        out = [(k, v) for k, v in h.items() if k.lower() not in drop]
+        out = [(k, v) for k, v in h.items()
+               if k.lower() not in drop and not k.lower().startswith("x-forwarded-")]
         host = h.get("Host") or "%s:%d" % (APP_HOST, self.proxy.app_port)
         out.insert(0, ("Host", host))
         if keep_upgrade:
@@ -257,10 +292,11 @@ class ProxyHandler(BaseHTTPRequestHandler):
             wanted = [t for t in (h.get("Accept-Encoding") or "").split(",")
                       if t.split(";")[0].strip().lower() in DECODABLE]
             out.append(("Accept-Encoding", ",".join(wanted).strip() or "identity"))
-        forwarded = [v.strip() for v in h.get_all("X-Forwarded-For", [])]
-        out.append(("X-Forwarded-For", ", ".join(forwarded + [self.client_address[0]])))
-        out.append(("X-Forwarded-Proto", h.get("X-Forwarded-Proto", "http")))
-        out.append(("X-Forwarded-Host", h.get("X-Forwarded-Host", host)))
+        # the proxy is where the browser connects: what it knows replaces what
+        # the browser says (it speaks plain HTTP only)
+        out.append(("X-Forwarded-For", self.client_address[0]))
+        out.append(("X-Forwarded-Proto", "http"))
+        out.append(("X-Forwarded-Host", host))
         out.append(("Via", ", ".join(h.get_all("Via", []) + [self._via()])))
         return out
 
@@ -309,7 +345,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
     def _forward(self):
         try:
             target = self._target()
-            kind, length = framing(self.headers)
+            kind, length = framing(self.headers, self.request_version)
         except ValueError as exc:  # BadBody, or a target urlsplit cannot parse
             self._bad_request(exc)
             return
@@ -460,7 +496,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
     def _websocket(self):
         self.close_connection = True  # after a tunnel the connection is not HTTP any more
         try:
-            framing(self.headers)  # a Content-Length the app gets must be one
+            framing(self.headers, self.request_version)  # a Content-Length the app gets must be one
         except BadBody as exc:
             self._bad_request(exc)
             return
