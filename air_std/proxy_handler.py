@@ -31,9 +31,11 @@ from air_std.broadcast import Event, RegistryClosed
 from air_std.inject import DECODABLE
 from air_std.messages import STOP
 from air_std.proxy_http import APP_HOST, CLIENT_GONE, HOP_BY_HOP, AppGone, tokens
+from air_std.proxy_limits import EXHAUSTED, REFUSAL_BODY
 from air_std.request_body import BadBody, framing, read_chunked, read_length
 from air_std.request_head import BadHead, read_head
-from air_std.response_relay import BadReply, ResponseRelay, UpstreamResponse
+from air_std.response_relay import BadReply, ResponseRelay
+from air_std.upstream import open_app_connection, peek_state
 from air_std.websocket_tunnel import WebSocketTunnel, connect_app, status_of
 
 log = logging.getLogger("air_std.proxy")
@@ -52,6 +54,7 @@ _NOT_FORWARDED = frozenset((
 _ESCAPES = {c: "\\x%02x" % c for c in list(range(32)) + [127]}
 _REFUSALS = {400: "bad request", 414: "request line too long", 431: "request header fields too large",
              505: "HTTP version not supported"}
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
 # Methods a browser may send again on a fresh connection when a kept-alive
 # one turned out dead: they have no body and change nothing.
 _REPLAYABLE = ("GET", "HEAD", "OPTIONS")
@@ -64,31 +67,11 @@ def format_sse(event):
     return ("event: %s\n%s\n" % (event.name, lines)).encode("utf-8")
 
 
-def peek_state(sock):
-    """What waits on a socket, without taking it: "none", "data", or "eof"
-    (the peer closed it, or it is in error)."""
-    old = sock.gettimeout()
-    try:
-        sock.settimeout(0.0)
-        return "data" if sock.recv(1, socket.MSG_PEEK) else "eof"
-    except BlockingIOError:
-        return "none"
-    except OSError:
-        return "eof"
-    finally:
-        try:
-            sock.settimeout(old)
-        except OSError:
-            pass
-
-
-def _is_stale(sock):
-    """True if the app closed this idle keep-alive connection (or sent junk)."""
-    return peek_state(sock) != "none"  # EOF or unsolicited bytes: either way not reusable
-
-
 class ProxyHandler(BaseHTTPRequestHandler):
-    """One browser connection, in its own "air-proxy-conn-N" thread.
+    """One browser connection. The ProxyServer creates it (in "air-proxy")
+    and runs serve() in an "air-proxy-conn-N" thread whenever the connection
+    has a request; between requests the connection may wait in the server,
+    with no thread.
 
     `self.server` is the ProxyServer, `self.proxy` the LiveReloadProxy (its
     settings, subscriber registry, app start number and stop Event).
@@ -96,10 +79,19 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "air_std"
-    timeout = 60.0  # idle keep-alive connection, or a browser that stopped reading
+    timeout = 60.0  # a request that arrives this slowly, or a browser that stopped reading
+    linger_s = 1.0  # after a response, how long the thread waits for the next request itself
     disable_nagle_algorithm = True  # SSE and small responses go out at once
     upstream_timeout_s = 300.0  # an app may think (or stream) for a long time
     connect_timeout_s = 1.0
+
+    def __init__(self, request, client_address, server):
+        # socketserver's constructor serves the whole connection at once; here
+        # the server drives it (serve()), so that it can wait idle without a thread
+        self.request = request
+        self.client_address = client_address
+        self.server = server
+        self.setup()
 
     def setup(self):
         super().setup()
@@ -112,11 +104,35 @@ class ProxyHandler(BaseHTTPRequestHandler):
         finally:
             self._drop_upstream()
 
-    def handle(self):
+    def serve(self):
+        """Serve requests while they come. True when the connection has gone
+        idle and stays open (the server watches it until the next request);
+        False when it must be closed."""
         try:
-            super().handle()
+            self.close_connection = True
+            self.handle_one_request()
+            while not self.close_connection:
+                if not self._next_request_soon():
+                    return not self.proxy.stopping.is_set()
+                self.handle_one_request()
         except CLIENT_GONE as exc:
             log.debug("%s went away: %r", self.client_address[0], exc)
+        return False
+
+    def _next_request_soon(self):
+        """True if the next request (or the browser's hang-up) is here, or
+        comes within linger_s: a browser loading a page sends its requests
+        close together, and this thread serves them all."""
+        sock = self.connection
+        sock.settimeout(0.0)
+        try:
+            if self.rfile.peek(1):  # a pipelined request already read ahead: never blocks here
+                return True
+        except OSError:
+            return True  # the next read sees it again, and ends the connection
+        finally:
+            sock.settimeout(self.timeout)
+        return bool(waitio.readable([sock], self.linger_s))
 
     def __getattr__(self, name):
         # BaseHTTPRequestHandler calls do_<METHOD>; a proxy forwards every method,
@@ -313,6 +329,10 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 return make()
             except OSError as exc:
                 last = exc
+            if last.errno in EXHAUSTED:  # not the app: this process is out of descriptors
+                self.close_connection = True
+                self._reply(503, REFUSAL_BODY)
+                return None
             if stopping.is_set():
                 self._shutting_down()
                 return None
@@ -324,23 +344,20 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 return None
 
     def _open_upstream(self):
-        conn = http.client.HTTPConnection(APP_HOST, self.proxy.app_port, timeout=self.connect_timeout_s)
-        conn.response_class = UpstreamResponse
-        try:
-            conn.connect()
-        except OSError:
-            conn.close()
-            raise
-        conn.sock.settimeout(self.upstream_timeout_s)
-        self.server.track(conn.sock)
-        return conn
+        conn = open_app_connection(self.proxy.app_port, self.connect_timeout_s, self.upstream_timeout_s)
+        return self.server.upstream.tracked(conn)
 
     def _drop_upstream(self):
+        """Close this request's app connection (it cannot be reused)."""
         conn, self._upstream = self._upstream, None
         if conn is not None:
-            if conn.sock is not None:
-                self.server.untrack(conn.sock)
-            conn.close()
+            self.server.upstream.discard(conn)
+
+    def _release_upstream(self):
+        """Give this request's app connection back for the next request."""
+        conn, self._upstream = self._upstream, None
+        if conn is not None:
+            self.server.upstream.give(conn)
 
     def _forward(self):
         try:
@@ -350,10 +367,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
             self._bad_request(exc)
             return
         for attempt in (1, 2):
+            self._upstream = self.server.upstream.take()
             reused = self._upstream is not None
-            if reused and (self._upstream.sock is None or _is_stale(self._upstream.sock)):
-                self._drop_upstream()  # the app closed it (a restart, or its idle timeout)
-                reused = False
             if not reused:
                 self._upstream = self._connect(self._open_upstream)
                 if self._upstream is None:
@@ -412,6 +427,15 @@ class ProxyHandler(BaseHTTPRequestHandler):
     def _get_response(self, conn):
         """The app's response; AppGone if the app fails, CLIENT_GONE if the
         browser hangs up while the app is still thinking."""
+        if _QUICKACK is not None:
+            # An app that writes its headers and its body in two sends (the
+            # stdlib's http.server does) without TCP_NODELAY holds the body
+            # until the headers are acknowledged, and Linux delays that ACK
+            # up to 40 ms on a connection that has carried a request before.
+            try:
+                conn.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:
+                pass
         self._wait_for_app(conn.sock)
         try:
             resp = conn.getresponse()
@@ -458,9 +482,11 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 self._app_down(exc.__cause__ or exc)
             # else the browser sees a truncated response and the connection closing
         finally:
+            resp.close()
             if not done or resp.will_close or relay.body_unread:
                 self._drop_upstream()
-            resp.close()
+            else:
+                self._release_upstream()
 
     def _get_for_head(self, resp, target):
         """A GET for the page a HEAD asked about: its Content-Length counts the

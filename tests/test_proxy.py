@@ -300,6 +300,23 @@ class App(BaseHTTPRequestHandler):
 
 
 class QuietServer(ThreadingHTTPServer):
+    request_queue_size = 256
+
+    def __init__(self, *args):
+        self.open_connections = 0  # the proxy's connections to the app, now
+        self._count_lock = threading.Lock()
+        super().__init__(*args)
+
+    def process_request(self, request, client_address):
+        with self._count_lock:
+            self.open_connections += 1
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._count_lock:
+            self.open_connections -= 1
+        super().shutdown_request(request)
+
     def handle_error(self, request, client_address):
         pass  # the proxy hanging up on the app mid-body is expected in some tests
 
@@ -1253,6 +1270,185 @@ def test_websocket_tunnel_ends_on_stop(app, make_proxy):
     stop(p)
     assert wait_closed(s, 2.0)
     s.close()
+
+
+# --- connection limits ----------------------------------------------------------
+
+
+def conn_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("air-proxy-conn")]
+
+
+def test_idle_connections_hold_no_thread_and_share_a_few_app_connections(app, make_proxy):
+    """50 browser connections, each idle after a request: no thread waits on
+    them (3,000 such threads, woken together when their browsers hung up,
+    kept a new request waiting for seconds), and the app is not asked to
+    keep 50 connections open either."""
+    p = make_proxy(app.port)
+    conns = [http.client.HTTPConnection("127.0.0.1", p.port, timeout=5) for _ in range(50)]
+    for c in conns:
+        assert get(p.port, "/echo", conn=c)[0].status == 200
+    wait_until(lambda: not conn_threads(), timeout=10, what="no connection thread: %r" % conn_threads())
+    assert app.server.open_connections <= 8
+    for c in conns[::2]:  # half of them are used again, the rest hang up
+        assert get(p.port, "/page", conn=c)[1].count(TAG0) == 1
+    for c in conns[1::2]:
+        c.close()
+    assert get(p.port, "/echo")[0].status == 200
+    wait_until(lambda: not conn_threads(), timeout=10, what="no connection thread: %r" % conn_threads())
+    for c in conns[::2]:
+        c.close()
+
+
+def test_idle_connections_are_closed_after_the_keep_alive_timeout(app, make_proxy):
+    p = make_proxy(app.port)
+    p._server.keepalive_timeout_s = 0.2
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+    read_until(s, b"}")
+    assert wait_closed(s, 8.0)  # the linger, then the keep-alive timeout
+    s.close()
+    fresh = socket.create_connection(("127.0.0.1", p.port), timeout=10)  # one that never sends
+    assert wait_closed(fresh, 8.0)
+    fresh.close()
+
+
+# A proxy in a process of its own, under a small open files limit (hard limit
+# too, so that it cannot raise it); commands on stdin.
+LIMITED_PROXY = """
+import json, logging, os, resource, sys, types
+limit = int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+sys.path.insert(0, sys.argv[1])
+from air_std.proxy import LiveReloadProxy
+cfg = types.SimpleNamespace(enabled=True, proxy_port=0, app_port=int(sys.argv[2]), app_start_timeout_s=5.0,
+                            bind="127.0.0.1")
+p = LiveReloadProxy(cfg)
+p.start()
+print(p.port, flush=True)
+hog = []
+try:
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd[0] == "hog":  # take every descriptor left, as another part of air_std might
+            try:
+                while True:
+                    hog.append(open(os.devnull))
+            except OSError:
+                pass
+        elif cmd[0] == "free":
+            while hog:
+                hog.pop().close()
+        print(json.dumps({"accept_failures": p._server.accept_failures, "hog": len(hog)}), flush=True)
+finally:
+    p.stop()
+    p.join(5)
+"""
+
+
+class LimitedProxy:
+    def __init__(self, tmp_path, app_port, limit):
+        self.err_path = tmp_path / "proxy.err"
+        self._err = open(str(self.err_path), "wb")
+        self.proc = subprocess.Popen([sys.executable, "-c", LIMITED_PROXY, str(REPO), str(app_port), str(limit)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
+                                     cwd=str(tmp_path), text=True)
+        self.port = int(self._line())
+
+    def _line(self):
+        if not select.select([self.proc.stdout], [], [], 10)[0]:
+            raise AssertionError("the proxy process did not answer:\n" + self.stderr())
+        return self.proc.stdout.readline()
+
+    def command(self, cmd):
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        line = self._line()
+        assert line, "the proxy process ended:\n" + self.stderr()
+        return json.loads(line)
+
+    def stderr(self):
+        return self.err_path.read_text()
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(10)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(5)
+            self.proc.stdout.close()
+            self._err.close()
+
+
+@pytest.fixture
+def limited_proxy(tmp_path, app):
+    started = []
+
+    def start(limit):
+        started.append(LimitedProxy(tmp_path, app.port, limit))
+        return started[-1]
+
+    yield start
+    for p in started:
+        p.close()
+
+
+def test_idle_connections_beyond_the_open_files_limit_make_room(limited_proxy):
+    """Open files limit 256 and 400 idle connections: the proxy closes the
+    longest-idle ones and goes on answering (it used to stop answering and
+    spin at 100% of a core)."""
+    p = limited_proxy(256)
+    idle = [socket.create_connection(("127.0.0.1", p.port), timeout=10) for _ in range(400)]
+    assert get(p.port, "/page")[1].count(TAG0) == 1
+    assert wait_closed(idle[0], 5.0)  # the first to come was the first to go
+    r, _ = get(p.port, "/echo", conn=None)
+    assert r.status == 200
+    for s in idle:
+        s.close()
+    assert "Traceback" not in p.stderr()
+
+
+def test_busy_connections_beyond_the_open_files_limit_get_a_503(limited_proxy):
+    """Every connection busy (event streams): the ones the limit leaves no
+    room for get a 503 at once, said once in the log, and the proxy serves
+    again as soon as some close."""
+    p = limited_proxy(256)
+    streams = []
+    for _ in range(260):
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+        s.sendall(b"GET /__air_internal/sse HTTP/1.1\r\nHost: t\r\n\r\n")
+        streams.append(s)
+    answers = [read_until(s, b"\r\n\r\n").split(b"\r\n")[0] for s in streams]
+    refused = [s for s, a in zip(streams, answers) if a == b"HTTP/1.1 503 Service Unavailable"]
+    assert refused and set(answers) == {b"HTTP/1.1 200 OK", b"HTTP/1.1 503 Service Unavailable"}
+    assert all(wait_closed(s, 5.0) for s in refused)
+    err = p.stderr()
+    assert err.count("answering 503 to new ones") == 1, err
+    for s in streams:
+        s.close()
+    wait_until(lambda: (get(p.port, "/echo")[0].status == 200), what="an answer once the streams closed")
+    assert "Traceback" not in p.stderr()
+
+
+def test_out_of_descriptors_the_accept_loop_waits_and_recovers(limited_proxy):
+    """accept() failing with EMFILE while the listening socket stays readable:
+    the loop pauses instead of spinning, logs it once, and recovers."""
+    p = limited_proxy(256)
+    assert p.command("hog")["hog"] > 0
+    waiting = [socket.create_connection(("127.0.0.1", p.port), timeout=10) for _ in range(5)]
+    for s in waiting:
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    failures = wait_until(lambda: p.command("stats")["accept_failures"] >= 3 and p.command("stats"),
+                          timeout=10, what="accept() to fail a few times")["accept_failures"]
+    assert failures < 50, "the accept loop spins on EMFILE: %d failed accepts" % failures
+    assert p.stderr().count("out of file descriptors") == 1, p.stderr()
+    p.command("free")
+    for s in waiting:
+        assert read_until(s, b"}").startswith(b"HTTP/1.1 200 ")
+        s.close()
 
 
 # --- lifecycle ------------------------------------------------------------------
