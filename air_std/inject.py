@@ -38,10 +38,16 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
 _PLAIN = {"utf-16": "utf-16-le", "utf-32": "utf-32-le", "utf-8-sig": "utf-8"}
 
 
-def script_tag(generation):
+def script_tag(generation, method="GET"):
     """The tag for a page served while app start number `generation` was current:
-    the client compares it with the server's number to notice a missed reload."""
-    return b'<script src="/__air_internal/livereload.js" data-air-gen="%d"></script>' % generation
+    the client compares it with the server's number to notice a missed reload.
+    A page that answered another method than GET (a form's POST) says so:
+    the client then reloads it with a GET of its address, never by sending
+    the form again."""
+    extra = b""
+    if method not in ("GET", "HEAD"):
+        extra = b' data-air-method="%s"' % re.sub(r"[^A-Za-z0-9_-]", "", method).encode("ascii")
+    return b'<script src="/__air_internal/livereload.js" data-air-gen="%d"%s></script>' % (generation, extra)
 
 
 def _codec(charset):

@@ -18,6 +18,7 @@ standard library); everything else but hop-by-hop headers is forwarded as is,
 plus X-Forwarded-For/-Proto/-Host and Via.
 """
 
+import html
 import http.client
 import json
 import logging
@@ -28,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from air_std import waitio
 from air_std.broadcast import Event, RegistryClosed
-from air_std.inject import DECODABLE
+from air_std.inject import DECODABLE, script_tag
 from air_std.messages import STOP
 from air_std.proxy_http import APP_HOST, CLIENT_GONE, HOP_BY_HOP, AppGone, tokens
 from air_std.proxy_limits import EXHAUSTED, REFUSAL_BODY
@@ -242,7 +243,12 @@ class ProxyHandler(BaseHTTPRequestHandler):
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         line = "app not reachable at %s:%d (%s); still building?" % (APP_HOST, self.proxy.app_port, reason)
         self.proxy.note_app_down(line)
-        self._reply(502, (_DOWN_PAGE % line).encode("utf-8"), "text/html; charset=utf-8")
+        # after a POST, reloading would send it again: the page loads its address with GET
+        again = "location.reload()" if self.command in ("GET", "HEAD") else \
+            'location.replace(location.href.split("#")[0])'
+        page = _DOWN_PAGE % {"line": html.escape(line), "again": again,
+                             "tag": script_tag(self.proxy.generation, self.command or "GET").decode("ascii")}
+        self._reply(502, page.encode("utf-8"), "text/html; charset=utf-8")
 
     def _shutting_down(self):
         self.close_connection = True
@@ -550,19 +556,19 @@ _DOWN_PAGE = """<!DOCTYPE html>
 <style>body{font:16px/1.5 system-ui,sans-serif;margin:3em;color:#222}code{background:#eee;padding:2px 4px}</style>
 </head><body>
 <h1>502: app not reachable</h1>
-<p><code>%s</code></p>
+<p><code>%(line)s</code></p>
 <p>This page reloads itself as soon as the app answers.</p>
 <script>
 (function () {
   function poll() {
     fetch("/__air_internal/app-status", {cache: "no-store"})
       .then(function (r) { return r.json(); })
-      .then(function (s) { if (s.app) { location.reload(); } else { setTimeout(poll, 1000); } },
+      .then(function (s) { if (s.app) { %(again)s; } else { setTimeout(poll, 1000); } },
             function () { setTimeout(poll, 1000); });
   }
   setTimeout(poll, 1000);
 })();
 </script>
-<script src="/__air_internal/livereload.js"></script>
+%(tag)s
 </body></html>
 """

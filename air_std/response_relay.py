@@ -158,7 +158,8 @@ class ResponseRelay:
 
     def _relay_html(self, headers):
         encoding = self._encoding()
-        injector = HTMLInjector(self.resp.msg.get_content_charset(), script_tag(self.generation))
+        tag = script_tag(self.generation, self.handler.command)
+        injector = HTMLInjector(self.resp.msg.get_content_charset(), tag)
         decoder = None if encoding == "identity" else StreamDecoder(encoding)
         if decoder:
             headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]

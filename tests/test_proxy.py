@@ -195,6 +195,12 @@ class App(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
 
+    def do_POST(self):
+        if self.path.split("?")[0] == "/form":  # a form's answer: an HTML page
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            return self.send(200, PAGE)
+        return self.echo()
+
     def raw(self, data, close=True, hold=False):
         """Bytes as they are, for answers BaseHTTPRequestHandler cannot write."""
         self.wfile.write(data)
@@ -743,6 +749,25 @@ def test_head_has_the_length_of_the_get(app, make_proxy, path):
     assert r_head.getheader("Content-Encoding") == r_get.getheader("Content-Encoding")
     assert get(p.port, "/echo", conn=c)[0].status == 200  # the connection goes on
     c.close()
+
+
+def test_a_page_answering_a_post_says_so_to_its_client(app, make_proxy):
+    """The client reloads such a page with a GET of its address: location.reload()
+    would send the form again."""
+    p = make_proxy(app.port)
+    _, body = get(p.port, "/form", method="POST", body=b"a=1")
+    assert script_tag(0, "POST") in body and b'data-air-method="POST"' in body
+    _, body = get(p.port, "/page")
+    assert TAG0 in body and b"data-air-method" not in body
+    assert script_tag(3, "M<E\"T>H") == b'<script src="/__air_internal/livereload.js" data-air-gen="3" ' \
+                                        b'data-air-method="METH"></script>'
+    # the 502 page of a POST does not post again either when the app is back
+    down = make_proxy(free_port(), timeout_s=0.1)
+    r, body = get(down.port, "/form", method="POST", body=b"a=1")
+    assert r.status == 502 and b"location.reload()" not in body
+    assert b'location.replace(location.href.split("#")[0])' in body and b'data-air-method="POST"' in body
+    r, body = get(down.port, "/form")
+    assert r.status == 502 and b"location.reload()" in body and b"data-air-method" not in body
 
 
 def test_headers_are_copied_both_ways(app, make_proxy):
@@ -1631,14 +1656,25 @@ class FakeEventSource {
 }
 const mode = process.argv[3];
 let ctx;
-if (mode === "page") {
+if (mode === "page" || mode === "page-post") {
   const html = makeNode("html"), body = makeNode("body");
   html.appendChild(body);
-  const document = {documentElement: html, body,
+  const attrs = mode === "page-post" ? {"data-air-gen": "1", "data-air-method": "POST"} : {"data-air-gen": "1"};
+  const document = {documentElement: html, body, currentScript: {getAttribute: k => attrs[k] || null},
     createElement: makeNode, getElementById: id => findById(html, id)};
   const window = {addEventListener() {}, dispatchEvent() {}};
-  ctx = {window, document, EventSource: FakeEventSource, location: {reload() { out.reloads++; }},
+  out.replaced = [];
+  const location = {href: "http://127.0.0.1:9/form?x=1#part", reload() { out.reloads++; },
+                    replace(url) { out.replaced.push(url); }};
+  ctx = {window, document, EventSource: FakeEventSource, location,
          setTimeout, JSON, String, Math, CustomEvent: function (t, o) { this.type = t; this.detail = o.detail; }};
+  if (mode === "page-post") {
+    vm.createContext(ctx);
+    vm.runInContext(src, ctx);
+    out.sources[0].emit("reload", JSON.stringify({gen: 2}));
+    console.log(JSON.stringify(out));
+    process.exit(0);
+  }
   vm.createContext(ctx);
   vm.runInContext(src, ctx);
   const es = out.sources[0];
@@ -1650,7 +1686,7 @@ if (mode === "page") {
   out.mode = window.__airStd.mode;
   es.emit("build-failed", JSON.stringify({command: "again", output: "", error: "e"}));
   out.overlays = body.children.filter(c => c.id === "air-std-overlay").length;
-  es.emit("reload", "{}");
+  es.emit("reload", JSON.stringify({gen: 2}));
   out.overlayAfterReload = !!document.getElementById("air-std-overlay");
   vm.runInContext(src, ctx);  // injected twice: must not connect twice
   out.sourcesAfterSecondRun = out.sources.length;
@@ -1688,6 +1724,12 @@ def test_livereload_page_overlay_is_text_only(tmp_path):
     assert out["overlay"] and out["overlays"] == 1  # a second failure replaces the first
     assert out["reloads"] == 1 and not out["overlayAfterReload"]
     assert out["sourcesAfterSecondRun"] == 1
+
+
+def test_livereload_reloads_a_posted_page_with_a_get(tmp_path):
+    out = run_node("page-post", tmp_path)
+    assert out["reloads"] == 0 and out["replaced"] == ["http://127.0.0.1:9/form?x=1"]
+    assert run_node("page", tmp_path)["replaced"] == []
 
 
 def test_livereload_worker_shares_one_stream(tmp_path):
