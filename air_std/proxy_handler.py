@@ -1,26 +1,23 @@
 """One browser connection to the live-reload proxy.
 
-`ProxyHandler` runs in that connection's "air-proxy-conn-N" thread (one per
-connection, started by ProxyServer) and serves its keep-alive requests one
-after the other. It dispatches each request to one of:
-- the proxy's own pages under /__air_internal/: the client script, the event
-  stream (SSE) it listens to, the app status the 502 page polls; and the
-  answers the proxy gives itself: 502 (app not reachable), 503 (shutting
-  down), 404, 405, 400 (a request it cannot forward);
-- forwarding to the app, on one upstream connection per browser connection,
-  reused while the app keeps it open; the response goes back through
-  response_relay.ResponseRelay, the request body through request_body;
+`ProxyHandler` serves a connection's requests one after the other, in an
+"air-proxy-conn-N" thread that ProxyServer starts whenever the connection has
+a request (between requests it may wait in the server, without a thread). It
+reads each request's head strictly (request_head) and dispatches it to one of:
+- the proxy's own pages under /__air_internal/ and its refusals (proxy_pages);
+- forwarding to the app, on a connection taken from the shared pool (upstream)
+  for the request and given back after it; the request body goes through
+  request_body, the response through response_relay.ResponseRelay;
 - a WebSocket Upgrade, handed to websocket_tunnel.WebSocketTunnel.
 
 Request headers: `Accept-Encoding` is narrowed to gzip/deflate so an HTML page
 can always be decoded for the injection (a brotli page could not be, with the
-standard library); everything else but hop-by-hop headers is forwarded as is,
-plus X-Forwarded-For/-Proto/-Host and Via.
+standard library); X-Forwarded-For/-Proto/-Host are set from what the proxy
+knows, the browser's own forwarding headers dropped, Via appended; everything
+else but hop-by-hop headers is forwarded as it came.
 """
 
-import html
 import http.client
-import json
 import logging
 import socket
 import time
@@ -28,11 +25,10 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit, urlunsplit
 
 from air_std import waitio
-from air_std.broadcast import Event, RegistryClosed
-from air_std.inject import DECODABLE, script_tag
-from air_std.messages import STOP
+from air_std.inject import DECODABLE
 from air_std.proxy_http import APP_HOST, CLIENT_GONE, HOP_BY_HOP, AppGone, tokens
 from air_std.proxy_limits import EXHAUSTED, REFUSAL_BODY
+from air_std.proxy_pages import INTERNAL_PREFIX, OwnPages
 from air_std.request_body import BadBody, framing, read_chunked, read_length
 from air_std.request_head import BadHead, read_head
 from air_std.response_relay import BadReply, ResponseRelay
@@ -41,10 +37,6 @@ from air_std.websocket_tunnel import WebSocketTunnel, connect_app, status_of
 
 log = logging.getLogger("air_std.proxy")
 
-INTERNAL_PREFIX = "/__air_internal/"
-SCRIPT_PATH = "/__air_internal/livereload.js"
-SSE_PATH = "/__air_internal/sse"
-STATUS_PATH = "/__air_internal/app-status"
 
 # Request headers the proxy sets itself, or that only make sense on the
 # browser's connection ("expect": the proxy answers it itself). Forwarding
@@ -53,22 +45,13 @@ STATUS_PATH = "/__air_internal/app-status"
 _NOT_FORWARDED = frozenset((
     "expect", "content-length", "accept-encoding", "host", "via", "forwarded", "x-real-ip", "x-client-ip"))
 _ESCAPES = {c: "\\x%02x" % c for c in list(range(32)) + [127]}
-_REFUSALS = {400: "bad request", 414: "request line too long", 431: "request header fields too large",
-             505: "HTTP version not supported"}
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
 # Methods a browser may send again on a fresh connection when a kept-alive
 # one turned out dead: they have no body and change nothing.
 _REPLAYABLE = ("GET", "HEAD", "OPTIONS")
 
 
-def format_sse(event):
-    """One SSE message; multi-line data becomes several data: lines."""
-    data = event.data.replace("\r\n", "\n").replace("\r", "\n")
-    lines = "".join("data: %s\n" % line for line in data.split("\n"))
-    return ("event: %s\n%s\n" % (event.name, lines)).encode("utf-8")
-
-
-class ProxyHandler(BaseHTTPRequestHandler):
+class ProxyHandler(OwnPages, BaseHTTPRequestHandler):
     """One browser connection. The ProxyServer creates it (in "air-proxy")
     and runs serve() in an "air-proxy-conn-N" thread whenever the connection
     has a request; between requests the connection may wait in the server,
@@ -180,118 +163,6 @@ class ProxyHandler(BaseHTTPRequestHandler):
             self._websocket()
         else:
             self._forward()
-
-    # --- responses of our own ---
-    def _has_request_body(self):
-        return bool(self.headers.get("Transfer-Encoding")) or \
-            self.headers.get("Content-Length", "0").strip() not in ("", "0")
-
-    def _reply(self, status, body, content_type="text/plain; charset=utf-8", headers=()):
-        if self._has_request_body():
-            self.close_connection = True  # its body is still unread
-        self.send_response_only(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in headers:
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.log_request(status)
-
-    def _bad_request(self, reason):
-        self._refuse(400, reason)
-
-    def _refuse(self, status, reason):
-        # the request's framing cannot be trusted: nothing after it on this
-        # connection can be either
-        self.close_connection = True
-        what = _REFUSALS.get(status, "bad request")
-        self._reply(status, ("%s: %s\n" % (what, reason)).encode("utf-8", "replace"))
-
-    def _internal(self):
-        route = self.path.split("?", 1)[0]
-        if self.command not in ("GET", "HEAD"):
-            self._reply(405, b"method not allowed\n", headers=[("Allow", "GET, HEAD")])
-        elif route == SCRIPT_PATH:
-            self._reply(200, self.proxy.script(), "text/javascript; charset=utf-8")
-        elif route == SSE_PATH:
-            self._sse()
-        elif route == STATUS_PATH:
-            body = json.dumps({"app": self.proxy.app_accepts()}).encode()
-            self._reply(200, body, "application/json")
-        else:
-            self._reply(404, b"not found\n")
-
-    def _app_down(self, exc):
-        if isinstance(exc, BadReply):
-            # the app is up but broke the protocol: a page that reloads itself
-            # whenever the app accepts connections would reload for ever
-            line = "the app at %s:%d sent an invalid response: %s" % (APP_HOST, self.proxy.app_port, exc)
-            self.proxy.note_app_down(line)
-            self.close_connection = True
-            self._reply(502, ("bad gateway: %s\n" % line).encode("utf-8"))
-            return
-        if isinstance(exc, ConnectionRefusedError):
-            reason = "connection refused"
-        elif isinstance(exc, (socket.timeout, TimeoutError)):
-            reason = "timed out"
-        else:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        line = "app not reachable at %s:%d (%s); still building?" % (APP_HOST, self.proxy.app_port, reason)
-        self.proxy.note_app_down(line)
-        # after a POST, reloading would send it again: the page loads its address with GET
-        again = "location.reload()" if self.command in ("GET", "HEAD") else \
-            'location.replace(location.href.split("#")[0])'
-        page = _DOWN_PAGE % {"line": html.escape(line), "again": again,
-                             "tag": script_tag(self.proxy.generation, self.command or "GET").decode("ascii")}
-        self._reply(502, page.encode("utf-8"), "text/html; charset=utf-8")
-
-    def _shutting_down(self):
-        self.close_connection = True
-        self._reply(503, b"air_std is shutting down\n")
-
-    # --- the event stream ---
-    def _sse(self):
-        subscribers = self.proxy.subscribers
-        try:
-            sub = subscribers.add()
-        except RegistryClosed:
-            self._shutting_down()
-            return
-        try:
-            self.close_connection = True  # the stream ends with the connection
-            self.send_response_only(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.log_request(200)
-            if self.command == "HEAD":
-                return
-            self.wfile.write(self._sse_greeting())
-            interval = self.proxy.ping_interval_s
-            while True:
-                item = sub.get(interval)
-                if item is STOP:
-                    return
-                self.wfile.write(b": ping\n\n" if item is None else format_sse(item))
-        except CLIENT_GONE as exc:
-            log.debug("SSE client %s went away: %r", self.client_address[0], exc)
-        finally:
-            subscribers.remove(sub.id)
-
-    def _sse_greeting(self):
-        # the current app start number first: a page served before a restart
-        # whose reload it missed (published before this stream connected) reloads now
-        first = b"retry: 1000\n\n" + format_sse(Event("hello", json.dumps({"gen": self.proxy.generation})))
-        failure = self.proxy.last_failure
-        if failure is not None:  # a page opened after a failed build shows it too
-            first += format_sse(failure)
-        return first
 
     # --- forwarding ---
     def _target(self):
@@ -549,26 +420,3 @@ class ProxyHandler(BaseHTTPRequestHandler):
         finally:
             self.server.untrack(sock)
             sock.close()
-
-
-_DOWN_PAGE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>502 app not reachable</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;margin:3em;color:#222}code{background:#eee;padding:2px 4px}</style>
-</head><body>
-<h1>502: app not reachable</h1>
-<p><code>%(line)s</code></p>
-<p>This page reloads itself as soon as the app answers.</p>
-<script>
-(function () {
-  function poll() {
-    fetch("/__air_internal/app-status", {cache: "no-store"})
-      .then(function (r) { return r.json(); })
-      .then(function (s) { if (s.app) { %(again)s; } else { setTimeout(poll, 1000); } },
-            function () { setTimeout(poll, 1000); });
-  }
-  setTimeout(poll, 1000);
-})();
-</script>
-%(tag)s
-</body></html>
-"""
