@@ -62,19 +62,24 @@ def _codec(charset):
 
 
 class _Syntax:
-    """How `</body>` and the tag look in one charset: the byte pattern, the
-    width of one character (2 or 4 in UTF-16/32: a match must start on a
-    character boundary) and the tag's bytes."""
+    """How `</body>` looks in one charset: the byte pattern and the width of
+    one character (2 or 4 in UTF-16/32: a match must start on a character
+    boundary). One per charset, shared by every response (immutable)."""
 
-    def __init__(self, codec, tag):
-        def enc(text):
-            return re.escape(text.encode(codec))
-
-        letters = b"".join(b"(?:%s|%s)" % (enc(c.lower()), enc(c.upper())) for c in "</body")
-        spaces = b"(?:%s)" % b"|".join(enc(c) for c in _SPACES)
-        self.pattern = re.compile(letters + spaces + b"{0,8}" + enc(">"))
+    def __init__(self, codec):
+        self.codec = codec
         self.unit = len("<".encode(codec))
-        self.tag = tag.decode("ascii").encode(codec)
+        if self.unit == 1:
+            # ASCII-compatible: a literal prefix, which the regex engine finds fast
+            self.pattern = re.compile(rb"</body[ \t\n\r\f]{0,8}>", re.IGNORECASE)
+        else:
+            def either(c):
+                variants = sorted({re.escape(c.lower().encode(codec)), re.escape(c.upper().encode(codec))})
+                return variants[0] if len(variants) == 1 else b"(?:%s)" % b"|".join(variants)
+
+            spaces = b"(?:%s)" % b"|".join(re.escape(c.encode(codec)) for c in _SPACES)
+            self.pattern = re.compile(b"".join(either(c) for c in "</body") + spaces + b"{0,8}"
+                                      + re.escape(">".encode(codec)))
         self.tail = _TAIL_UNITS * self.unit
 
     def last_end(self, data, start=0):
@@ -91,18 +96,25 @@ class _Syntax:
                 start = m.start() + 1
 
 
-def _syntax_for(codec, tag):
+_SYNTAXES = {}  # codec name -> _Syntax, or None for a charset the tag cannot be written in
+
+
+def _syntax_for(codec):
     """The _Syntax of a codec, or None for one that cannot carry the tag as
-    text the way a browser reads it (UTF-7, EBCDIC...): such pages pass unchanged."""
+    text the way a browser reads it (EBCDIC...): such pages pass unchanged."""
     codec = codec or "latin-1"  # no charset or an unknown one: ASCII bytes are enough
-    try:
-        if "</body>".encode(codec) == b"</body>" and "</BODY>".encode(codec) == b"</BODY>":
-            codec = "latin-1"  # ASCII-compatible: bytes are matched as they are
-        elif codec not in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
-            return None
-        return _Syntax(codec, tag)
-    except (UnicodeError, LookupError):
-        return None
+    if codec not in _SYNTAXES:
+        try:
+            if "</body>".encode(codec) == b"</body>" and "</BODY>".encode(codec) == b"</BODY>":
+                syntax = _Syntax("latin-1")  # ASCII-compatible: bytes are matched as they are
+            elif codec in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
+                syntax = _Syntax(codec)
+            else:
+                syntax = None
+        except (UnicodeError, LookupError):
+            syntax = None
+        _SYNTAXES[codec] = syntax  # a race computes the same value twice: harmless
+    return _SYNTAXES[codec]
 
 
 class HTMLInjector:
@@ -122,7 +134,7 @@ class HTMLInjector:
         self._done = False
         self._sniffing = True  # until 4 bytes are in: a byte order mark may decide the charset
         self._found = False  # _held starts with a </body>
-        self._syntax = _syntax_for(_codec(charset), tag)
+        self._syntax = _syntax_for(_codec(charset))
 
     def feed(self, data):
         """Bytes that can be sent now (possibly b"")."""
@@ -160,7 +172,7 @@ class HTMLInjector:
         self._sniffing = False
         for bom, codec in _BOMS:
             if self._held.startswith(bom):
-                self._syntax = _syntax_for(codec, self.tag)
+                self._syntax = _syntax_for(codec)
                 return
 
     def finish(self):
@@ -180,7 +192,7 @@ class HTMLInjector:
         if last is None:
             return data
         self.injected = True
-        return data[:last] + self._syntax.tag + data[last:]
+        return data[:last] + self.tag.decode("ascii").encode(self._syntax.codec) + data[last:]
 
 
 def inject_html(body, charset=None, tag=SCRIPT_TAG):

@@ -19,6 +19,7 @@ else but hop-by-hop headers is forwarded as it came.
 
 import http.client
 import logging
+import select
 import socket
 import time
 from http.server import BaseHTTPRequestHandler
@@ -46,6 +47,8 @@ _NOT_FORWARDED = frozenset((
     "expect", "content-length", "accept-encoding", "host", "via", "forwarded", "x-real-ip", "x-client-ip"))
 _ESCAPES = {c: "\\x%02x" % c for c in list(range(32)) + [127]}
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
+_poll = getattr(select, "poll", None)  # every POSIX system
+_POLLIN = getattr(select, "POLLIN", 1)
 # Methods a browser may send again on a fresh connection when a kept-alive
 # one turned out dead: they have no body and change nothing.
 _REPLAYABLE = ("GET", "HEAD", "OPTIONS")
@@ -116,7 +119,21 @@ class ProxyHandler(OwnPages, BaseHTTPRequestHandler):
             return True  # the next read sees it again, and ends the connection
         finally:
             sock.settimeout(self.timeout)
-        return bool(waitio.readable([sock], self.linger_s))
+        return bool(self._readable(sock, self.linger_s))
+
+    def _readable(self, socks, timeout_s):
+        """The sockets among `socks` (one, or a list) that are readable, at
+        end of file or in error within timeout_s."""
+        if _poll is None:
+            return waitio.readable(socks if isinstance(socks, list) else [socks], timeout_s)
+        # a poll object of our own: waitio's general one costs more per
+        # request than this path can spare
+        poller = _poll()
+        by_fd = {}
+        for sock in socks if isinstance(socks, list) else [socks]:
+            by_fd[sock.fileno()] = sock
+            poller.register(sock, _POLLIN)
+        return [by_fd[fd] for fd, _ in poller.poll(max(0, int(timeout_s * 1000 + 0.999)))]
 
     def __getattr__(self, name):
         # BaseHTTPRequestHandler calls do_<METHOD>; a proxy forwards every method,
@@ -331,7 +348,7 @@ class ProxyHandler(OwnPages, BaseHTTPRequestHandler):
         browser = [self.connection]
         deadline = time.monotonic() + self.upstream_timeout_s
         while True:
-            ready = waitio.readable([sock] + browser, max(0.0, deadline - time.monotonic()))
+            ready = self._readable([sock] + browser, max(0.0, deadline - time.monotonic()))
             if sock in ready or not ready:
                 return  # the answer, or the app's own timeout, is for getresponse() to read
             state = peek_state(self.connection)

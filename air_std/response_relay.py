@@ -261,8 +261,8 @@ class _Body:
         relay._send_head(headers)
         self.committed = True
         held, self.held = self.held, []
-        for data in held:
-            self._out(data)
+        if held:
+            self._out(b"".join(held))  # one write: one segment for a small page, not one per piece
 
     def _out(self, data):
         if self.relay.head_only:

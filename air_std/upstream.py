@@ -14,6 +14,7 @@ connections as there are requests in flight, plus at most MAX_IDLE.
 """
 
 import http.client
+import select
 import socket
 import threading
 from collections import deque
@@ -21,6 +22,7 @@ from collections import deque
 from air_std.proxy_http import APP_HOST
 from air_std.response_relay import UpstreamResponse
 
+_poll = getattr(select, "poll", None)  # every POSIX system
 # Idle connections to the app kept for reuse (Go's http.Transport keeps 2 per host).
 MAX_IDLE = 8
 
@@ -41,6 +43,16 @@ def peek_state(sock):
             sock.settimeout(old)
         except OSError:
             pass
+
+
+def _readable_now(sock):
+    """True if an idle socket has something to read: the peer closed it, or
+    sent bytes nobody asked for. One poll(), no change of the socket's mode."""
+    if _poll is None:
+        return peek_state(sock) != "none"
+    poller = _poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def open_app_connection(app_port, connect_timeout_s, io_timeout_s):
@@ -78,7 +90,7 @@ class UpstreamPool:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
                 return None
-            if conn.sock is not None and peek_state(conn.sock) == "none":
+            if conn.sock is not None and not _readable_now(conn.sock):
                 return conn
             self.discard(conn)  # EOF, or bytes nobody asked for: not reusable
 
