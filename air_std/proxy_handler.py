@@ -31,7 +31,7 @@ from air_std.proxy_http import APP_HOST, CLIENT_GONE, HOP_BY_HOP, AppGone, token
 from air_std.proxy_limits import EXHAUSTED, REFUSAL_BODY
 from air_std.proxy_pages import INTERNAL_PREFIX, OwnPages
 from air_std.request_body import BadBody, framing, read_chunked, read_length
-from air_std.request_head import BadHead, read_head
+from air_std.request_head import MAX_LINE, BadHead, read_head
 from air_std.response_relay import BadReply, ResponseRelay
 from air_std.upstream import open_app_connection, peek_state
 from air_std.websocket_tunnel import WebSocketTunnel, connect_app, status_of
@@ -147,6 +147,15 @@ class ProxyHandler(OwnPages, BaseHTTPRequestHandler):
         # with the browser's control characters escaped (a request line may hold any)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s", self.address_string(), (format % args).translate(_ESCAPES))
+
+    def send_error(self, code, message=None, explain=None):
+        # the stdlib's answer is an HTML page (for a request line over 64 KiB);
+        # here every refusal is one line of text
+        if not isinstance(getattr(self, "headers", None), http.client.HTTPMessage):
+            self.headers = http.client.HTTPMessage()
+        if code == 414:
+            message = "request line longer than %d bytes" % MAX_LINE
+        self._refuse(code, message or self.responses.get(code, ("", "refused"))[1])
 
     def parse_request(self):
         """Read the head after the request line (self.raw_requestline) strictly

@@ -963,6 +963,7 @@ GET = b"GET /echo HTTP/1.1\r\nHost: t\r\n"
     (GET + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 65000) for i in range(17)) + b"\r\n", 431,
      b"header fields longer than 1048576 bytes in all"),
     (GET + b"X-A: " + b"v" * 65536 + b"\r\n\r\n", 431, b"header line longer than 65536 bytes"),
+    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, b"request line too long: request line longer than 65536 bytes"),
     (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
      b"0\r\n\r\n", 400, b"both Transfer-Encoding and Content-Length"),
     (b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
