@@ -1455,7 +1455,9 @@ def test_busy_connections_beyond_the_open_files_limit_get_a_503(limited_proxy):
     assert err.count("answering 503 to new ones") == 1, err
     for s in streams:
         s.close()
-    wait_until(lambda: (get(p.port, "/echo")[0].status == 200), what="an answer once the streams closed")
+    # a stream's thread learns that its browser left at its next ping (every 5 s)
+    wait_until(lambda: (get(p.port, "/echo")[0].status == 200), timeout=20,
+               what="an answer once the streams closed")
     assert "Traceback" not in p.stderr()
 
 
