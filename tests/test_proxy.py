@@ -1,10 +1,13 @@
 """Tests for the live-reload proxy (air_std/proxy.py and the modules it is
-made of: proxy_server, proxy_handler, request_body, response_relay,
-websocket_tunnel, inject) and its client air_std/livereload.js.
+made of: proxy_server, proxy_limits, proxy_handler, proxy_pages, request_head,
+request_body, upstream, response_relay, websocket_tunnel, inject) and its
+client air_std/livereload.js.
 
 Everything runs for real on 127.0.0.1: a small stdlib app server (the
 `App` handler below) on port 0, the proxy on port 0, and http.client or raw
-sockets as the browser. Waits are bounded; nothing asserts on timing.
+sockets as the browser; the tests of the open files limit run the proxy in a
+process of its own, under a lowered RLIMIT_NOFILE. Waits are bounded; nothing
+asserts on timing.
 """
 
 import base64
