@@ -17,6 +17,7 @@ write, which ends the reading from the app.
 
 import http.client
 import logging
+import re
 import zlib
 
 from air_std.inject import DECODABLE, HTMLInjector, StreamDecoder, script_tag
@@ -27,6 +28,8 @@ log = logging.getLogger("air_std.proxy")
 # A page announced with a Content-Length up to this size is injected in one
 # piece and sent with a corrected Content-Length; longer or chunked pages stream.
 HTML_BUFFER_MAX = 4 * 1024 * 1024
+# The charset parameter of a Content-Type: token or quoted string.
+_CHARSET = re.compile(r';\s*charset\s*=\s*"?([^";\s]+)', re.IGNORECASE)
 # Interim (1xx) responses an app may send before its final one.
 MAX_INTERIM = 32
 _MAX_LINE = 65536
@@ -91,17 +94,20 @@ class ResponseRelay:
         self.head_sent = False
         self.body_unread = False
         self._length = resp.length  # as announced; resp.length counts down as the body is read
+        ctype = resp.getheader("Content-Type") or ""
+        self._ctype = ctype.split(";")[0].strip().lower()
+        # the charset read here: email's get_content_charset() parses every
+        # parameter, and cost a page more than the injection itself
+        match = _CHARSET.search(ctype)
+        self._charset = match.group(1) if match else None
+        self._encoding = (resp.getheader("Content-Encoding") or "identity").strip().lower()
 
     def injects(self):
         """True if this response is a page the script goes into (as a GET)."""
         status = self.resp.status
-        ctype = (self.resp.getheader("Content-Type") or "").split(";")[0].strip().lower()
         # a 206 is a slice of the page: a tag put into it would land mid-file
-        return (ctype == "text/html" and self._encoding() in DECODABLE
+        return (self._ctype == "text/html" and self._encoding in DECODABLE
                 and status >= 200 and status not in (204, 206, 304))
-
-    def _encoding(self):
-        return (self.resp.getheader("Content-Encoding") or "identity").strip().lower()
 
     def send(self):
         resp = self.resp
@@ -157,9 +163,9 @@ class ResponseRelay:
         body.close()
 
     def _relay_html(self, headers):
-        encoding = self._encoding()
+        encoding = self._encoding
         tag = script_tag(self.generation, self.handler.command)
-        injector = HTMLInjector(self.resp.msg.get_content_charset(), tag)
+        injector = HTMLInjector(self._charset, tag)
         decoder = None if encoding == "identity" else StreamDecoder(encoding)
         if decoder:
             headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]
