@@ -169,15 +169,19 @@ class ProxyHandler(BaseHTTPRequestHandler):
         else:
             self._reply(404, b"not found\n")
 
-    def _app_down(self, exc):
-        if isinstance(exc, ConnectionRefusedError):
-            reason = "connection refused"
-        elif isinstance(exc, (socket.timeout, TimeoutError)):
-            reason = "timed out"
+    def _app_down(self, exc, after_failure=False):
+        if after_failure:  # the runner logged the failure; nothing to add to the log
+            line = ("the last build failed: the app on %s:%d is stopped until a build succeeds"
+                    % (APP_HOST, self.proxy.app_port))
         else:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        line = "app not reachable at %s:%d (%s); still building?" % (APP_HOST, self.proxy.app_port, reason)
-        self.proxy.note_app_down(line)
+            if isinstance(exc, ConnectionRefusedError):
+                reason = "connection refused"
+            elif isinstance(exc, (socket.timeout, TimeoutError)):
+                reason = "timed out"
+            else:
+                reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            line = "app not reachable at %s:%d (%s); still building?" % (APP_HOST, self.proxy.app_port, reason)
+            self.proxy.note_app_down(line)
         self._reply(502, (_DOWN_PAGE % line).encode("utf-8"), "text/html; charset=utf-8")
 
     def _shutting_down(self):
@@ -265,6 +269,12 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 last = exc
             if stopping.is_set():
                 self._shutting_down()
+                return None
+            if self.proxy.last_failure is not None:
+                # stop_on_error: the runner stopped the app after a failed build and
+                # starts none until a build succeeds; waiting for it would only delay
+                # the 502 page, whose live-reload client shows the failure
+                self._app_down(last, after_failure=True)
                 return None
             if time.monotonic() >= deadline:
                 self._app_down(last)

@@ -91,16 +91,24 @@ def test_pyz_runs_the_same_loop(tmp_path, run_air, pyz_path):
     assert_clean_exit(air)
 
 
-def test_failed_build_keeps_old_app_with_stop_on_error(tmp_path, run_air):
+def test_failed_build_with_stop_on_error_stops_the_app_until_fixed(tmp_path, run_air):
+    # Air's buildRun (runner/engine.go): stop_on_error = true stops the running app
     proj, port = make_project(tmp_path, extra_build="stop_on_error = true")
     air = run_air([], proj, env={"PORT": str(port)})
     wait_until(lambda: serves(port, "one"), timeout=15, what="the first app", output=air.output)
-    (proj / "app.py").write_text((proj / "app.py").read_text() + "\nthis is not python(\n")
+    good = (proj / "app.py").read_text()
+    (proj / "app.py").write_text(good + "\nthis is not python(\n")
     air.wait_for("build failed", timeout=15)
-    assert serves(port, "one"), air.output()
-    assert "SyntaxError" in (proj / "tmp" / "build-errors.log").read_text()
-    (proj / "app.py").write_text(APP.replace('VALUE = "one"', 'VALUE = "three"'))
+    wait_until(lambda: http_get(port, timeout=1.0) is None, timeout=15, what="the app stopped",
+               output=air.output)
+    assert "SyntaxError" in air.stderr()
+    (proj / "app.py").write_text(good.replace('VALUE = "one"', 'VALUE = "three"'))
     wait_until(lambda: serves(port, "three"), timeout=15, what="the fixed app", output=air.output)
+    # the build log is appended to, one entry per failure, as Air's writeBuildErrorLog appends
+    (proj / "app.py").write_text(good + "\nbroken again(\n")
+    air.wait_for("build failed", count=2, timeout=15)
+    log = (proj / "tmp" / "build-errors.log").read_text()
+    assert log.count("build failed: ") == 2 and log.count("SyntaxError") == 2, log
     air.signal(signal.SIGINT)
     assert_clean_exit(air)
 
