@@ -5,3 +5,9 @@ so each mode imports only the modules it needs.
 """
 
 __version__ = "0.1.0"
+
+
+def version_line():
+    """air_std's version line: `-v` ends with it, and it is the default start-up banner."""
+    import sys
+    return "air_std %s (python %d.%d.%d)" % ((__version__,) + tuple(sys.version_info[:3]))

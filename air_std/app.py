@@ -18,6 +18,9 @@ from air_std import envfile, process, proctable
 __all__ = ["App", "MIN_GRACE_S"]
 
 log = logging.getLogger("air_std.runner")
+# An app that cannot start is reported as Air's mainLog reports it ("failed to
+# start"), so that log.main_only still shows it.
+main_log = logging.getLogger("air_std.main")
 
 # With Air's default kill_delay of 0 Air sends SIGKILL at once; air_std still gives
 # the app this long to exit on SIGTERM/SIGINT before escalating.
@@ -79,7 +82,7 @@ class App:
         try:
             command, shell = self.command()
         except FileNotFoundError as exc:
-            log.error("%s", exc)
+            main_log.error("%s", exc)
             return False
         env = envfile.load(self.cfg.env_files, self.cfg.root_path)
         env[proctable.ROLE_VAR] = "app"  # inherited by all it starts: see proctable.ROLE_VAR
@@ -88,7 +91,7 @@ class App:
         try:
             self.proc = process.spawn(command, cwd=self.cfg.root_path, env=env, shell=shell)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
-            log.error("cannot start the app (%s): %s", shown, exc)
+            main_log.error("cannot start the app (%s): %s", shown, exc)
             return False
         self.on_started()
         return True

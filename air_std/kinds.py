@@ -70,8 +70,10 @@ class Text(Kind):
 
 
 class Choice(Kind):
-    def __init__(self, *words):
-        self.words = words
+    """One of a few words; with empty_ok, "" is taken too (it means the default)."""
+
+    def __init__(self, *words, empty_ok=False):
+        self.words = words + (("",) if empty_ok else ())
         self.expected = " or ".join('"%s"' % w for w in words)
 
     def accept(self, value, label):
@@ -82,7 +84,9 @@ class Flag(Kind):
     expected = "true or false"
     annotation = bool
     # The command line also takes 1/0 and yes/no, as Go's flag package does.
-    WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    # Go's strconv.ParseBool, which Air's flags use, also takes t and f.
+    WORDS = {"true": True, "1": True, "yes": True, "t": True,
+             "false": False, "0": False, "no": False, "f": False}
 
     def accept(self, value, label):
         return value if isinstance(value, bool) else None
@@ -175,6 +179,8 @@ MILLISECONDS = Integer("an integer (milliseconds)", MAX_MS, " (must be from 0 to
 PORT = Integer("a port number (0-65535)", 65535)
 DURATION = Duration()
 WATCHER = Choice("poll", "inotify")
+# [color] mode and --color: Air's words; "" (Air's default) means auto.
+COLOR_MODE = Choice("auto", "always", "never", empty_ok=True)
 
 
 # ---------------------------------------------------------------- Go durations

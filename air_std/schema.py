@@ -20,7 +20,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from air_std import kinds
 from air_std.errors import ConfigError
-from air_std.kinds import COMMAND, DURATION, FLAG, MILLISECONDS, PORT, STRINGS, TEXT, WATCHER
+from air_std.kinds import COLOR_MODE, COMMAND, DURATION, FLAG, MILLISECONDS, PORT, STRINGS, TEXT, WATCHER
 
 PLATFORMS = ("windows", "linux", "darwin")
 
@@ -103,8 +103,8 @@ KEYS = (
     Key("color", "watcher", TEXT, "cyan"),
     Key("color", "build", TEXT, "yellow"),
     Key("color", "runner", TEXT, "green"),
-    Key("color", "app", TEXT, ""),
-    Key("color", "mode", TEXT, ""),
+    Key("color", "app", TEXT, ""),           # declared by Air and never read, here too
+    Key("color", "mode", COLOR_MODE, ""),    # "": auto
 
     Key("misc", "clean_on_exit", FLAG, False),
     Key("misc", "startup_banner", TEXT, None),   # None: not set; "": hide the banner
