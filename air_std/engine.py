@@ -1,13 +1,15 @@
 """The engine: builds the parts, owns the shutdown Event, runs the shutdown
 sequence. Everything here runs on the main thread.
 
-Signals: a handler only writes one byte to a self-pipe. Event.set() takes a
-lock, and a handler that calls it while the main thread is inside the same
-Event's wait() can deadlock (the handler runs on the main thread, between
-two bytecodes of that wait). So the main thread parks in poll() on the pipe
-and acts in normal code: the first byte starts the shutdown, a second one
-(another Ctrl-C) sets `force`, which ends every grace period and SIGKILLs
-what is left. Threads that crash write to the same pipe.
+Signals: a handler only writes one byte (the signal's number) to a
+self-pipe. Event.set() takes a lock, and a handler that calls it while the
+main thread is inside the same Event's wait() can deadlock (the handler runs
+on the main thread, between two bytecodes of that wait). So the main thread
+parks in poll() on the pipe and acts in normal code: a stop signal starts
+the shutdown, a second one (another Ctrl-C) sets `force`, which ends every
+grace period and SIGKILLs what is left; SIGUSR1 asks the runner for a
+restart; the rest of the signals that would end air_std are ignored (see
+the tables below). Threads that crash write to the same pipe.
 
 The parts (watcher, runner, proxy) share one contract (part.Part). They
 start in the order proxy (its port is checked before anything runs),
@@ -28,18 +30,66 @@ import sys
 import threading
 import time
 
-from air_std import process, waitio
+from air_std import log as airlog, process, version_line, waitio
 from air_std.errors import AirError
 
 log = logging.getLogger("air_std.main")
 
-# SIGQUIT (Ctrl-\\) is what people press when Ctrl-C seems stuck: it forces at once,
-# instead of killing air_std by default and leaving the app (in its own session) alive.
-SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+# What air_std does with each signal whose default action would end it: none
+# may end it without the shutdown sequence, which would leave the app (in its
+# own session) running and holding its port.
+# Stop cleanly. SIGXCPU: the CPU-time limit was reached and the kernel will
+# SIGKILL at the hard limit, so stop the app while there is time; SIGPWR: the
+# power is failing (UPS daemons, init).
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGXCPU", "SIGPWR")
+# Kill everything now. SIGQUIT (Ctrl-\\) is what people press when Ctrl-C seems
+# stuck; SIGABRT is what supervisors send to abort (systemd's watchdog).
+FORCE_SIGNALS = ("SIGQUIT", "SIGABRT")
+# Rebuild and restart the app now, as if a file had changed (nodemon's `rs`).
+RESTART_SIGNALS = ("SIGUSR1",)
+# Left at their default: SIGKILL and SIGSTOP cannot be caught; SIGCHLD, SIGURG,
+# SIGWINCH, SIGCONT and SIGINFO do not end a process, SIGTSTP, SIGTTIN and SIGTTOU
+# pause it; SIGPIPE and SIGXFSZ are ignored by Python already (the write fails
+# with an error instead; subprocess gives the app their default back); SIGSEGV,
+# SIGBUS, SIGFPE and SIGILL report a fault of the interpreter itself, and a
+# Python handler would return to the faulting instruction forever.
+LEFT_ALONE = ("SIGKILL", "SIGSTOP", "SIGCHLD", "SIGURG", "SIGWINCH", "SIGCONT", "SIGINFO",
+              "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGPIPE", "SIGXFSZ",
+              "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL")
+# Every other signal is ignored, as Go ignores them by default and so Air
+# survives them: SIGUSR2, the timers (SIGALRM, SIGVTALRM, SIGPROF), I/O
+# readiness (SIGIO, also named SIGPOLL), SIGSTKFLT, SIGTRAP, SIGSYS and the
+# real-time signals. With a handler, not SIG_IGN: the app must not inherit an
+# ignored disposition through exec.
 # A signal counts as "second" (force) only this long after the first: `npm run`,
 # yarn and a closing terminal deliver the same Ctrl-C or hang-up twice at once.
 SECOND_SIGNAL_AFTER_S = 0.5
 _CRASH = 0  # byte written by a crashed thread; signal numbers are never 0
+
+
+def _numbers(names):
+    return frozenset(getattr(signal, n) for n in names if hasattr(signal, n))
+
+
+_STOPPING = _numbers(STOP_SIGNALS + FORCE_SIGNALS)
+_FORCING = _numbers(FORCE_SIGNALS)
+_RESTARTING = _numbers(RESTART_SIGNALS)
+
+
+def handled_signals():
+    """Every signal air_std installs its handler for, in number order."""
+    left = _numbers(LEFT_ALONE)
+    return sorted(int(sig) for sig in signal.valid_signals() if sig not in left)
+
+
+def signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal, or one this Python has no name for
+        low = getattr(signal, "SIGRTMIN", None)
+        if low is not None and number > low:
+            return "SIGRTMIN+%d" % (number - low)
+        return "signal %d" % number
 
 
 def run(cfg, app_args=()):
@@ -60,6 +110,7 @@ class Engine:
         self._old_handlers = {}
         self._made_tmp = None  # (st_dev, st_ino) of the tmp_dir air_std created
         self._first_signal_at = None
+        self._stop_reason = "a part crashed"
         self.runner = None
         self.parts = []  # in stop order
 
@@ -74,10 +125,11 @@ class Engine:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
-        for name in SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is not None:
+        for sig in handled_signals():
+            try:
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+            except (OSError, ValueError):  # reserved here (glibc keeps two real-time signals)
+                pass
 
     def _restore_signals(self):
         for sig, handler in self._old_handlers.items():
@@ -112,19 +164,31 @@ class Engine:
             return b""
 
     def _note_wakeups(self, data):
-        signals = [b for b in data if b != _CRASH]
+        signals = set(b for b in data if b != _CRASH)
+        for sig in sorted(signals - _STOPPING):
+            self._note_other_signal(sig)
+        signals &= _STOPPING
         if not signals:
             return
         now = time.monotonic()
         if self._first_signal_at is None:
             self._first_signal_at = now
-        quit_sig = getattr(signal, "SIGQUIT", None)
+            self._stop_reason = signal_name(min(signals))
         second = self.shutdown.is_set() and now - self._first_signal_at >= SECOND_SIGNAL_AFTER_S
-        if second or quit_sig in signals:
+        if second or signals & _FORCING:
             if not self.force.is_set():
                 log.warning("second signal: killing everything now")
             self.force.set()
         self.shutdown.set()
+
+    def _note_other_signal(self, sig):
+        """A signal that does not stop air_std: SIGUSR1 restarts, the rest are ignored."""
+        name = signal_name(sig)
+        if sig in _RESTARTING:
+            if self.runner is not None and not self.shutdown.is_set():
+                self.runner.request_restart(name)
+            return
+        log.info("%s ignored (SIGUSR1 rebuilds and restarts the app; Ctrl-C stops air_std)", name)
 
     # --- main ---
     def run(self):
@@ -142,7 +206,7 @@ class Engine:
                     self.shutdown.set()
                 self._note_wakeups(data)
             if not self.crashed:
-                log.info("shutting down")
+                log.info("shutting down (%s)", self._stop_reason)
         finally:
             # also on AirError from _start (port in use...): nothing may be left running
             self.shutdown.set()
@@ -162,8 +226,15 @@ class Engine:
         cfg = self.cfg
         self._check_root()
         process.make_subreaper()
-        if cfg.misc.startup_banner:
-            log.info("%s", cfg.misc.startup_banner)
+        # Air's printStartupBanner (main.go): the banner when set, nothing when
+        # set to "", else its own splash, which here is air_std's version line
+        banner = cfg.misc.startup_banner
+        if banner is None:
+            banner = version_line()
+        if banner:
+            airlog.write_raw(banner)
+        pid = os.getpid()
+        log.info("pid %d: Ctrl-C stops; SIGUSR1 or kill -USR1 %d rebuilds and restarts the app", pid, pid)
         self._make_tmp()
         proxy, watcher, runner = self._make_parts()
         self.runner = runner
