@@ -28,6 +28,8 @@ from air_std.errors import ConfigError
 from air_std.schema import BY_SECTION, KEYS, PLATFORMS, RULE_KEYS
 
 CONFIG_NAME = ".air.toml"
+# Air's defaultPathConfig (runner/config.go) reads this one when .air.toml is absent.
+SECOND_CONFIG_NAME = os.path.join(".config", "air.toml")
 LEGACY_CONFIG_NAME = ".air.conf"
 
 
@@ -266,6 +268,40 @@ class _Loader:
             seen.add(dotted)
             self.set(key, value, label)
 
+    def adjust_defaults_for_tmp_dir(self):
+        """Air's adjustDefaultsForTmpDir (runner/config.go): with another tmp_dir,
+        build.cmd, build.bin and build.exclude_dir that still hold their default
+        values follow it (tmp_dir = "out": "go build -o ./out/main .", "./out/main",
+        "out" instead of "tmp" in the default exclude_dir). Values are compared, not
+        origins, as Air compares them."""
+        top, build = BY_SECTION[""], BY_SECTION["build"]
+        tmp = self.get(top["tmp_dir"])
+        if tmp == top["tmp_dir"].default:
+            return
+        new_bin = os.path.normpath(os.path.join(tmp, "main"))
+        if not os.path.isabs(tmp):
+            new_bin = "./" + new_bin
+        cmd, bin_, exclude = build["cmd"], build["bin"], build["exclude_dir"]
+        if self.get(cmd) == cmd.default:
+            self.values[cmd] = "go build -o %s ." % new_bin
+        if self.get(bin_) == bin_.default:
+            self.values[bin_] = new_bin
+        if self.get(exclude) == exclude.default:
+            self.values[exclude] = tuple(tmp if d == top["tmp_dir"].default else d for d in exclude.default)
+
+    def deprecated_bin(self, from_file, overrides):
+        """Air's warnDeprecatedBin: build.bin without build.entrypoint, when a
+        config file was read or --build.bin given (so plain `air_std` with no
+        file stays quiet). Not with full_bin, which runs instead of bin."""
+        build = BY_SECTION["build"]
+        if not (from_file or any(dotted == "build.bin" for dotted, _ in overrides)):
+            return
+        if self.get(build["entrypoint"]) or not self.get(build["bin"]) or self.get(build["full_bin"]):
+            return
+        self.warnings.append("%s is deprecated in Air; set build.entrypoint instead "
+                             "(entrypoint = [%s])" % (self.where(build["bin"]),
+                                                      kinds.show(self.get(build["bin"])).replace("'", '"')))
+
     def finish(self):
         """Checks that involve the final values, then the values for the classes:
         {section: {name: value}}."""
@@ -274,6 +310,7 @@ class _Loader:
             key = BY_SECTION[""][name]
             if self.get(key) == "":
                 self.values[key] = key.default
+        self.adjust_defaults_for_tmp_dir()
         final = {section: {} for section in schema.SECTIONS}
         for key in KEYS:
             value = self.get(key)
@@ -307,7 +344,7 @@ def _find_file(path, cwd, base, warnings):
         if os.path.isdir(full):
             raise ConfigError("%s: is a directory, expected a .air.toml file" % path)
         return full, path
-    for name in (CONFIG_NAME, LEGACY_CONFIG_NAME):
+    for name in (CONFIG_NAME, SECOND_CONFIG_NAME, LEGACY_CONFIG_NAME):
         full = os.path.join(base, name)
         if os.path.isfile(full):
             display = name if os.path.samefile(base, cwd) else full
@@ -363,6 +400,7 @@ def load_config(path=None, overrides=None, cwd=None, env=None):
     loader.apply_mergo_defaults()
     loader.apply_overrides(overrides or [], platform)
     final = loader.finish()
+    loader.deprecated_bin(full is not None, overrides or [])
     top = final.pop("")
     root_path = os.path.normpath(os.path.join(base, os.path.expanduser(top["root"])))
     return Config(

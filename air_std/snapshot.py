@@ -41,6 +41,9 @@ from air_std.messages import ChangeBatch
 __all__ = ["Node", "ScanPass", "Snapshot", "file_key", "unpack_key", "GONE_ERRNOS"]
 
 log = logging.getLogger("air_std.watcher")
+# Air's start() (runner/engine.go) reports a file skipped by exclude_unchanged
+# with its main log, so log.main_only still shows it.
+main_log = logging.getLogger("air_std.main")
 
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _O_DIR_NOFOLLOW = _O_DIR | getattr(os, "O_NOFOLLOW", 0)
@@ -126,7 +129,11 @@ class ScanPass:
             old = node.hashes.get(name) if node.hashes is not None else None
             new = store_hash(node, name)
             if old is not None and new == old:
-                return  # only the stat changed; Air's exclude_unchanged skips it
+                # only the stat changed: Air's exclude_unchanged skips it, and says so
+                if self.modified is not None:
+                    main_log.info("skipping %s because contents unchanged",
+                                  os.path.relpath(node.prefix + name, self.snapshot.root_path))
+                return
         if self.modified is not None:
             self.modified.append(node.prefix + name)
 
