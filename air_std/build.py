@@ -74,7 +74,8 @@ class Builder:
                 if b.stop_on_error:
                     return False
                 # Air's buildRun: without stop_on_error a failed pre_cmd does not stop cmd
-                log.info("running build.cmd anyway (build.stop_on_error = false)")
+                if b.cmd.strip():
+                    log.info("running build.cmd anyway (build.stop_on_error = false)")
                 break
         if b.cmd.strip() and not self._run_one(b.cmd, env, cancel_requested):
             return False

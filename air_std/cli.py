@@ -48,7 +48,7 @@ config overrides (Air's dotted flags; applied after the file):
   --build.cmd "make build"            --KEY VALUE or --KEY=VALUE, any config key
   --build.exclude_dir a,b             lists are comma-separated; repeating the flag
   --build.exclude_dir c               extends the list (the first one replaces the file's)
-  --build.poll true                   booleans: true/false, 1/0, yes/no
+  --build.poll true                   booleans: true/false, 1/0, yes/no, t/f
   --build.kill_delay 2s               durations: Go syntax (500ms, 2s) or a number
   --proxy.enabled --proxy.proxy_port 8090 --proxy.app_port 8080
 """
