@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 
-from air_std import process, waitio
+from air_std import early_signals, process, waitio
 from air_std.errors import AirError
 
 log = logging.getLogger("air_std.main")
@@ -78,6 +78,10 @@ class Engine:
             sig = getattr(signal, name, None)
             if sig is not None:
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        # a Ctrl-C from before these handlers that Python swallowed on the way
+        if early_signals:
+            self._on_signal(early_signals[0], None)
+            del early_signals[:]
 
     def _restore_signals(self):
         for sig, handler in self._old_handlers.items():
@@ -129,13 +133,15 @@ class Engine:
     # --- main ---
     def run(self):
         if os.name == "nt":
-            # the self-pipe and the build output are read with select(), which Windows
-            # offers for sockets only; say so instead of failing half-way
+            # the self-pipe and the build output are waited for with poll(), which
+            # Windows lacks; say so instead of failing half-way
             raise AirError("Windows is not supported yet (air_std runs on Linux and macOS); "
                            "use WSL2 or Air itself")
         self._install_signals()
         try:
-            self._start()
+            self._note_wakeups(self._read_wakeups(0))  # a Ctrl-C already pending: start nothing
+            if not self.shutdown.is_set():
+                self._start()
             while not self.shutdown.is_set():
                 data = self._read_wakeups(1.0)
                 if self.crashed:
