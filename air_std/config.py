@@ -294,6 +294,24 @@ class _Loader:
         return final
 
 
+def _refuse_dirs_holding_root(loader, root_path, build):
+    """An include_dir outside root is watched as a tree of its own (Air's
+    normalizeIncludeDirs); one that holds root ("..", "/") would watch root
+    twice over and everything beside it, so it is refused, naming the key."""
+    entries = [(loader.where(BY_SECTION["build"]["include_dir"]), d) for d in build["include_dir"]]
+    for index, rule in enumerate(build["rules"]):
+        entries += [(loader.label("build.rules[%d].include_dir" % index), d)
+                    for d in rule["include_dir"]]
+    for label, entry in entries:
+        if not entry.strip():
+            continue
+        full = os.path.normpath(os.path.join(root_path, entry.strip()))
+        if full != root_path and os.path.relpath(root_path, full).split(os.sep)[0] != "..":
+            raise ConfigError("%s: %r holds root (%s), so it would watch root twice and all beside it; "
+                              "name the directories beside root instead (for example '../shared')"
+                              % (label, entry, root_path))
+
+
 def _raise_not_table(label, dotted, value):
     raise ConfigError("%s: expected a table [%s], got %s" % (label, dotted, kinds.show(value)))
 
@@ -365,6 +383,7 @@ def load_config(path=None, overrides=None, cwd=None, env=None):
     final = loader.finish()
     top = final.pop("")
     root_path = os.path.normpath(os.path.join(base, os.path.expanduser(top["root"])))
+    _refuse_dirs_holding_root(loader, root_path, final["build"])
     return Config(
         config_path=full, root_path=root_path, warnings=loader.warnings,
         tmp_path=os.path.normpath(os.path.join(root_path, top["tmp_dir"])),

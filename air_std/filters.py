@@ -3,18 +3,22 @@
 Pure functions and small precomputed tables, no I/O, so the watcher can ask
 "is this directory walked?" and "is this file watched?" from a scandir entry's
 name *before* it spends a stat on it. Called by the watcher thread (and by
-tests); a PathFilter is immutable after construction and safe to share.
+tests); a PathFilter is built on the main thread, is immutable after that and
+safe to share.
 
-Semantics follow Air (runner/util.go, runner/engine.go), with paths relative
-to the root and "/" as separator:
-- include_ext: extensions without the dot; "*" means every file. The
-  extension is what follows the last "." of the name (Go's filepath.Ext), so
-  ".env" has extension "env" and "Makefile" has none.
+Semantics follow Air (runner/util.go, runner/engine.go, runner/config.go),
+with paths relative to the root and "/" as separator:
+- include_ext: extensions without the dot; "*" means every file. The extension is what follows the last "." of
+  the name (Go's filepath.Ext), so ".env" has extension "env" and "Makefile"
+  has none.
 - exclude_dir: relative paths, pruned without descending. tmp_dir and
   testdata_dir are always pruned, and so is every hidden directory (a name
   starting with "."), as Air does: .git, .hg, .svn, .idea, .venv ...
-- include_dir: when non-empty, only files under those directories are
-  watched; their ancestors are walked but their own files are not.
+- include_dir: entries inside root narrow the walk of root: only files under
+  them are watched; their ancestors are walked but their own files are not.
+  Entries outside root ("../shared", or absolute) are walked as trees of
+  their own (`trees`), wholly, with the same filters, and leave root whole
+  (config.go, normalizeIncludeDirs; util.go, checkIncludeDir).
 - include_file: relative file paths watched whatever their extension.
 - exclude_file: relative paths (Go filepath.Match globs: "*" never crosses
   "/") never watched.
@@ -29,8 +33,10 @@ does not cover them, so the file is actually watched.
 
 import os
 import re
+from typing import NamedTuple
 
-__all__ = ["PathFilter", "DirRule", "clean_rel", "file_ext"]
+__all__ = ["PathFilter", "DirRule", "Tree", "clean_rel", "file_ext", "outside_root",
+           "rel_to_root", "rel_under"]
 
 _GLOB_CHARS = frozenset("*?[\\")
 
@@ -91,16 +97,24 @@ class DirRule:
     loop pays one call and, usually, one set lookup.
     """
 
-    __slots__ = ("rel", "in_scope", "accept")
+    __slots__ = ("rel", "in_scope", "accept", "main_walked")
 
-    def __init__(self, rel, in_scope, accept):
+    def __init__(self, rel, in_scope, accept, main_walked=True):
         self.rel = rel
-        self.in_scope = in_scope
+        self.in_scope = in_scope          # every file here is looked at
         self.accept = accept
+        self.main_walked = main_walked    # walked for the main build
 
 
 def _reject_all(name):
     return False
+
+
+class Tree(NamedTuple):
+    """One directory the watcher walks from: the root (rel "") or an
+    include_dir outside it, with the key that asked for it."""
+    rel: str
+    key: str
 
 
 class PathFilter:
@@ -110,8 +124,9 @@ class PathFilter:
                  exclude_dir=(), exclude_file=(), exclude_regex=(), tmp_dir="tmp",
                  testdata_dir="testdata"):
         """Each argument is the Air key of the same name (lists of strings;
-        exclude_regex may hold compiled patterns too); tmp_dir/testdata_dir are
-        relative to the root, None when outside it."""
+        exclude_regex may hold compiled patterns too); paths are relative to
+        the root ("../shared" lies beside it); tmp_dir/testdata_dir are None
+        when outside it."""
         exts = set()
         self.all_ext = False
         for e in include_ext:
@@ -129,7 +144,12 @@ class PathFilter:
         pruned.discard("")
         self.exclude_dir = frozenset(pruned)
 
-        self.include_dir = tuple(sorted(set(clean_rel(d) for d in include_dir)))
+        dirs = set(clean_rel(d) for d in include_dir)
+        # Air (config.go, normalizeIncludeDirs): entries inside root narrow the
+        # walk of root; those outside it are walked as trees of their own and
+        # leave root as it is.
+        self.extra_dirs = tuple(sorted(d for d in dirs if outside_root(d)))
+        self.include_dir = tuple(sorted(d for d in dirs if not outside_root(d)))
         # "" (the root itself) in include_dir means "everything", like no include_dir.
         if "" in self.include_dir:
             self.include_dir = ()
@@ -163,28 +183,63 @@ class PathFilter:
         # Directories that must be walked to reach include_dir / include_file
         # entries (their ancestors), as a set of relative paths.
         walk = set()
-        for p in self.include_dir + tuple(sorted(self.include_file)):
+        for p in self.include_dir + self.extra_dirs + tuple(sorted(self.include_file)):
             parts = p.split("/")
             for i in range(1, len(parts)):
                 walk.add("/".join(parts[:i]))
         self._walk_only = frozenset(walk)
 
+        self.notes = []   # why an include_dir is not walked, for the log at start
+        self.trees = self._trees()
+
     @classmethod
     def from_config(cls, cfg):
         """Build from a loaded Config: cfg.root_path, cfg.tmp_path and
-        cfg.testdata_path (absolute), and build's include_ext, include_dir,
+        cfg.testdata_path (absolute), build's include_ext, include_dir,
         include_file, exclude_dir, exclude_file and exclude_regex_compiled."""
         b = cfg.build
         root = cfg.root_path
-        return cls(include_ext=b.include_ext, include_dir=b.include_dir,
+        return cls(include_ext=b.include_ext,
+                   include_dir=[rel_to_root(d, root) for d in b.include_dir if d.strip()],
                    include_file=b.include_file, exclude_dir=b.exclude_dir,
                    exclude_file=b.exclude_file, exclude_regex=b.exclude_regex_compiled,
-                   tmp_dir=_rel_under(root, cfg.tmp_path),
-                   testdata_dir=_rel_under(root, cfg.testdata_path))
+                   tmp_dir=rel_under(root, cfg.tmp_path),
+                   testdata_dir=rel_under(root, cfg.testdata_path))
+
+    # -- trees ---------------------------------------------------------------
+
+    def _trees(self):
+        """Root, then every include_dir outside it,
+        without those inside another one (walked from it) and without hidden
+        ones (Air's walk skips a hidden directory, even one named here)."""
+        extra = [(d, "build.include_dir") for d in self.extra_dirs]
+        trees = [Tree("", "root")]
+        for rel, key in sorted(extra, key=lambda item: (len(item[0]), item[0])):
+            name = rel.rpartition("/")[2]
+            if name.startswith(".") and name != "..":
+                self.notes.append("%s: %s is a hidden directory, which Air never watches; not watched"
+                                  % (key, rel))
+            elif not any(t.rel and (rel == t.rel or rel.startswith(t.rel + "/")) for t in trees):
+                trees.append(Tree(rel, key))
+        return tuple(trees)
+
+    def tree_rule(self, rel):
+        """The rule for the top directory of a tree (see `trees`)."""
+        if rel == "":
+            return self._rule("", self._in_scope(""), True)
+        in_scope = self._in_scope(rel)
+        return self._rule(rel, in_scope, in_scope or rel in self._walk_only)
 
     # -- directories ---------------------------------------------------------
 
     def _in_scope(self, rel):
+        """Whether the main build watches every file of directory `rel`."""
+        if outside_root(rel):
+            # Air (util.go, checkIncludeDir): all of an include_dir outside root
+            for d in self.extra_dirs:
+                if rel == d or rel.startswith(d + "/"):
+                    return True
+            return False
         if not self.include_dir:
             return True
         for d in self.include_dir:
@@ -193,7 +248,7 @@ class PathFilter:
         return False
 
     def root_rule(self):
-        return self._rule("")
+        return self.tree_rule("")
 
     def dir_rule(self, parent, name):
         """The rule for child directory `name` of `parent`, or None if it is pruned.
@@ -201,21 +256,16 @@ class PathFilter:
         Cheap checks on the name come first; this runs once per new directory,
         not once per pass.
         """
-        if name[:1] == ".":
-            return None
         rel = parent.rel + "/" + name if parent.rel else name
-        if rel in self.exclude_dir:
-            return None
-        if parent.in_scope:
-            return self._rule(rel, True)
-        if not (self._in_scope(rel) or rel in self._walk_only):
-            return None
-        return self._rule(rel)
+        hidden = name[:1] == "."
+        pruned = hidden or rel in self.exclude_dir
+        main_walked = (parent.main_walked and not pruned
+                       and (parent.in_scope or self._in_scope(rel) or rel in self._walk_only))
+        in_scope = main_walked and (parent.in_scope or self._in_scope(rel))
+        return self._rule(rel, in_scope, True) if main_walked else None
 
-    def _rule(self, rel, in_scope=None):
-        if in_scope is None:
-            in_scope = self._in_scope(rel)
-        return DirRule(rel, in_scope, self._make_accept(rel, in_scope))
+    def _rule(self, rel, in_scope, main_walked):
+        return DirRule(rel, in_scope, self._make_accept(rel, in_scope), main_walked)
 
     # -- files ---------------------------------------------------------------
 
@@ -275,24 +325,46 @@ class PathFilter:
         """Whether the file at relative path `rel_path` is watched, walking
         its ancestors too. For tests and callers with a path in hand; the
         watcher itself uses dir_rule()/DirRule.accept per entry."""
+        found = self._dir_and_name(rel_path)
+        return found is not None and found[0].accept(found[1])
+
+    def _dir_and_name(self, rel_path):
         rel = clean_rel(rel_path)
         if not rel:
-            return False
+            return None
         parts = rel.split("/")
-        rule = self.root_rule()
-        for part in parts[:-1]:
-            child = self.dir_rule(rule, part)
-            if child is None:
-                return False
-            rule = child
-        return rule.accept(parts[-1])
+        tree = ""
+        for t in self.trees:
+            if t.rel and len(t.rel) > len(tree) and rel.startswith(t.rel + "/"):
+                tree = t.rel
+        if not tree and outside_root(rel):
+            return None
+        rule = self.tree_rule(tree)
+        for part in parts[len(tree.split("/")) if tree else 0:-1]:
+            rule = self.dir_rule(rule, part)
+            if rule is None:
+                return None
+        return rule, parts[-1]
 
 
 def _accept_all(name):
     return True
 
 
-def _rel_under(root, path):
+def outside_root(rel):
+    """Whether a relative path (in clean_rel's form) leads out of root."""
+    return rel == ".." or rel.startswith("../")
+
+
+def rel_to_root(path, root):
+    """A path from the config (relative to root, or absolute) in clean_rel's
+    form: "" for root itself, "../shared" for a directory beside it."""
+    full = os.path.normpath(os.path.join(root, str(path).strip()))
+    rel = os.path.relpath(full, root)
+    return "" if rel == "." else rel.replace(os.sep, "/")
+
+
+def rel_under(root, path):
     """path relative to root if it lies under it, else None (nothing to prune)."""
     if not path:
         return None
@@ -300,4 +372,3 @@ def _rel_under(root, path):
     if rel == "." or rel.startswith(".." + os.sep) or rel == "..":
         return None
     return rel.replace(os.sep, "/")
-

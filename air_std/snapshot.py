@@ -1,4 +1,5 @@
 """The watcher's model of the tree, and the scan that brings it up to date.
+The trees, rather: root, and each include_dir outside root (`Snapshot.trees`).
 
 Used by the watcher thread ("air-watcher") through its driver (polling or
 inotify); tests also use it with no thread at all. Nothing here knows which
@@ -59,9 +60,12 @@ GONE_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 
 
 class Snapshot:
-    """The watched files under one root, kept up to date pass by pass.
+    """The watched files under the root and under each include_dir outside
+    it, kept up to date pass by pass.
 
-    Only one thread may use it at a time (the watcher thread once started).
+    `trees` lists the top Node of every tree walked, root first: drivers that
+    treat trees apart (a watch per filesystem, say) read it. Only one thread
+    may use a snapshot at a time (the watcher thread once started).
     """
 
     def __init__(self, root_path, filters, follow_symlink=False, exclude_unchanged=False):
@@ -73,6 +77,15 @@ class Snapshot:
         self.follow_symlink = bool(follow_symlink)
         self.exclude_unchanged = bool(exclude_unchanged)
         self.root = Node(root_path, filters.root_rule(), None, "")
+        self.trees = [self.root]
+        for tree in filters.trees[1:]:
+            path = os.path.normpath(os.path.join(root_path, tree.rel))
+            if os.path.isdir(path):
+                self.trees.append(Node(path, filters.tree_rule(tree.rel), None, ""))
+            else:
+                # Air (engine.go, watchConfiguredDirs) logs and skips it too
+                log.warning("%s: %s does not exist or is not a directory; not watched",
+                            tree.key, tree.rel)
         # Directories holding symlinks. A link's target may change where no
         # directory mtime moves (and where no inotify watch sees it), so these
         # are always listed.
@@ -82,8 +95,8 @@ class Snapshot:
     # -- passes -------------------------------------------------------------------
 
     def scan_tree(self, scan):
-        """Scan every directory from the root, in the way `scan` asks."""
-        scan.pending.append((self.root, True))
+        """Scan every directory of every tree, in the way `scan` asks."""
+        scan.pending.extend([(top, True) for top in self.trees])
         self.drain(scan)
 
     def drain(self, scan):
@@ -391,7 +404,7 @@ class Snapshot:
 
     def nodes(self):
         """Every directory node, parents before their children."""
-        stack = [self.root]
+        stack = list(self.trees)
         while stack:
             node = stack.pop()
             yield node
@@ -399,17 +412,17 @@ class Snapshot:
 
     def node_at(self, path):
         """The node of the walked directory at absolute `path`, or None."""
-        root = self.root
-        if path == root.path:
-            return root
-        if not path.startswith(root.prefix):
-            return None
-        node = root
-        for part in path[len(root.prefix):].split("/"):
-            node = node.children.get(part)
-            if node is None:
-                return None
-        return node
+        for top in self.trees:
+            if path == top.path:
+                return top
+            if path.startswith(top.prefix):
+                node = top
+                for part in path[len(top.prefix):].split("/"):
+                    node = node.children.get(part)
+                    if node is None:
+                        return None
+                return node
+        return None
 
     def counts(self):
         """(watched files, walked directories)."""

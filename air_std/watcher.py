@@ -1,5 +1,6 @@
-"""The watcher: finds created, modified and deleted files under the root and
-puts one ChangeBatch per pass with changes on the runner's queue.
+"""The watcher: finds created, modified and deleted files under the root (and
+under each include_dir outside it) and puts one ChangeBatch per pass with
+changes on the runner's queue.
 
 Runs in the thread "air-watcher" (started by the engine). The thread's loop
 is small: it asks its driver for one step at a time and reports what the
@@ -85,11 +86,15 @@ class Watcher(Part):
 
     def start(self):
         """Take the baseline snapshot now, then start the thread; returns at once after."""
+        for note in self.filters.notes:
+            log.warning("%s", note)
         if self.tree is None:
             self._baseline()
         files, dirs = self.counts()
         log.info("watching %d files in %d directories (%s)", files, dirs,
                  self.driver.describe())
+        for top in self.tree.trees[1:]:
+            log.info("also watching %s (outside root)", top.path)
         super().start()
 
     def run(self):

@@ -330,6 +330,15 @@ bin = "tmp\\\\main.exe"
     assert "windows" not in config_to_dict(cfg)["build"]
 
 
+def test_include_dirs_holding_root_are_refused(tmp_path):
+    assert error_of(tmp_path, '[build]\ninclude_dir = ["..", "src"]\n').startswith(
+        ".air.toml: build.include_dir: '..' holds root (%s)" % tmp_path)
+    message = error_of(tmp_path, '[[build.rules]]\ncmd = "x"\ninclude_dir = ["%s"]\n' % tmp_path.parent)
+    assert message.startswith(".air.toml: build.rules[0].include_dir: '%s' holds root" % tmp_path.parent)
+    cfg = load(tmp_path, '[build]\ninclude_dir = [".", "../shared", "%s/src"]\n' % tmp_path)
+    assert cfg.build.include_dir == (".", "../shared", "%s/src" % tmp_path)
+
+
 def test_platform_blocks_are_checked_and_warn(tmp_path):
     message = error_of(tmp_path, '[build.darwin]\ndelay = "x"\n')
     assert message == ".air.toml: build.darwin.delay: expected an integer (milliseconds), got 'x'"
