@@ -8,7 +8,9 @@ safe to share.
 
 Semantics follow Air (runner/util.go, runner/engine.go, runner/config.go),
 with paths relative to the root and "/" as separator:
-- include_ext: extensions without the dot; "*" means every file. The extension is what follows the last "." of
+- include_ext: extensions without the dot; "*" means every file but the
+  built binary (bin, entrypoint, full_bin's command: util.go, isIncludeExt),
+  which each build rewrites. The extension is what follows the last "." of
   the name (Go's filepath.Ext), so ".env" has extension "env" and "Makefile"
   has none.
 - exclude_dir: relative paths, pruned without descending. tmp_dir and
@@ -33,10 +35,11 @@ does not cover them, so the file is actually watched.
 
 import os
 import re
+import shlex
 from typing import NamedTuple
 
 __all__ = ["PathFilter", "DirRule", "Tree", "clean_rel", "file_ext", "outside_root",
-           "rel_to_root", "rel_under"]
+           "rel_to_root", "rel_under", "built_files"]
 
 _GLOB_CHARS = frozenset("*?[\\")
 
@@ -122,11 +125,11 @@ class PathFilter:
 
     def __init__(self, include_ext=("go", "tpl", "tmpl", "html"), include_dir=(), include_file=(),
                  exclude_dir=(), exclude_file=(), exclude_regex=(), tmp_dir="tmp",
-                 testdata_dir="testdata"):
+                 testdata_dir="testdata", bin_files=()):
         """Each argument is the Air key of the same name (lists of strings;
         exclude_regex may hold compiled patterns too); paths are relative to
         the root ("../shared" lies beside it); tmp_dir/testdata_dir are None
-        when outside it."""
+        when outside it. bin_files: the built binary's paths, which include_ext = ["*"] leaves out."""
         exts = set()
         self.all_ext = False
         for e in include_ext:
@@ -174,6 +177,14 @@ class PathFilter:
                 self._exclude_names.setdefault(d, set()).add(n)
         self._exclude_globs = tuple(globs)
 
+        # Air (util.go, isIncludeExt): "*" matches every file but the built
+        # binary, or every build would rewrite a watched file and start the next.
+        self._bin_names = {}  # dir -> names
+        for p in (clean_rel(f) for f in bin_files):
+            if p:
+                d, _, n = p.rpartition("/")
+                self._bin_names.setdefault(d, set()).add(n)
+
         # Compiled ones come from config.py, which already refused invalid
         # patterns with a message naming the key; strings are for callers
         # that build a filter by hand (tests, benchmarks).
@@ -196,7 +207,8 @@ class PathFilter:
     def from_config(cls, cfg):
         """Build from a loaded Config: cfg.root_path, cfg.tmp_path and
         cfg.testdata_path (absolute), build's include_ext, include_dir,
-        include_file, exclude_dir, exclude_file and exclude_regex_compiled."""
+        include_file, exclude_dir, exclude_file and exclude_regex_compiled,
+        and the binary's paths (bin, entrypoint, full_bin)."""
         b = cfg.build
         root = cfg.root_path
         return cls(include_ext=b.include_ext,
@@ -204,7 +216,8 @@ class PathFilter:
                    include_file=b.include_file, exclude_dir=b.exclude_dir,
                    exclude_file=b.exclude_file, exclude_regex=b.exclude_regex_compiled,
                    tmp_dir=rel_under(root, cfg.tmp_path),
-                   testdata_dir=rel_under(root, cfg.testdata_path))
+                   testdata_dir=rel_under(root, cfg.testdata_path),
+                   bin_files=[rel_to_root(p, root) for p in built_files(cfg)])
 
     # -- trees ---------------------------------------------------------------
 
@@ -279,6 +292,8 @@ class PathFilter:
             if not includes:
                 return _reject_all
         all_ext = self.all_ext and in_scope
+        if all_ext and rel in self._bin_names:
+            excludes = excludes | (self._bin_names[rel] - includes)
 
         globs = self._exclude_globs
         regexes = self._regexes
@@ -372,3 +387,31 @@ def rel_under(root, path):
     if rel == "." or rel.startswith(".." + os.sep) or rel == "..":
         return None
     return rel.replace(os.sep, "/")
+
+
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def built_files(cfg):
+    """The paths (relative to root, or absolute) where the built binary may
+    be: bin, the first item of entrypoint, and the first word of full_bin
+    after any VAR=value. Air (util.go, isBinPath; config.go, binPath) leaves
+    out the entrypoint, else bin (which full_bin replaces); all of them are
+    left out here, because `full_bin = "APP_ENV=dev ./tmp/main"` names a
+    binary as much as bin does."""
+    b = cfg.build
+    paths = []
+    if b.bin.strip():
+        paths.append(b.bin.strip())
+    if b.entrypoint and b.entrypoint[0].strip():
+        paths.append(b.entrypoint[0].strip())
+    if b.full_bin.strip():
+        try:
+            words = shlex.split(b.full_bin)
+        except ValueError:  # an unclosed quote: the shell would refuse it too
+            words = b.full_bin.split()
+        while words and _ASSIGNMENT.match(words[0]):
+            words.pop(0)
+        if words:
+            paths.append(words[0])
+    return paths

@@ -1,6 +1,6 @@
-"""What the watcher watches, through the real CLI: an include_dir outside
-root is watched with the same filters as root, or named at start when it
-does not exist.
+"""What the watcher watches, through the real CLI: the built binary is never
+a change (include_ext = ["*"]), and an include_dir outside root is watched
+with the same filters as root, or named at start when it does not exist.
 
 Each test waits for a state (a line in a log file the build writes, a line
 of air_std's output), never for a time window. A change that must *not*
@@ -67,6 +67,36 @@ def stop(air):
 
 
 @e2e
+@pytest.mark.parametrize("run_it", [
+    'bin = "./server"',
+    'entrypoint = ["./server"]',
+    'full_bin = "APP_MODE=dev ./server --verbose"',
+], ids=["bin", "entrypoint", "full_bin"])
+def test_the_built_binary_never_starts_a_build(tmp_path, run_air, run_it):
+    proj, out = project(tmp_path, '''
+        [build]
+        cmd = "{py} {tools}/build.py {out}/builds server"
+        %s
+        include_ext = ["*"]
+        delay = 50
+        poll_interval = 100
+        ''' % run_it)
+    air = run_air([], proj)
+    for n, trigger in enumerate(["one.txt", "two.txt"], start=2):
+        # The previous build rewrote ./server before the app started; this
+        # file is written after that, so the watcher sees both by the time it
+        # reports this one.
+        air.wait_for("running ", count=n - 1, timeout=20)
+        (proj / trigger).write_text("x\n")
+        wait_until(lambda: builds(out) >= n, timeout=20, what="build %d" % n, output=air.output)
+    air.wait_for("running ", count=3, timeout=20)
+    assert rebuild_lines(air) == ["one.txt changed; rebuilding", "two.txt changed; rebuilding"], \
+        air.output()
+    assert builds(out) == 3, air.output()
+    stop(air)
+
+
+@e2e
 @pytest.mark.parametrize("watcher", ["poll", "inotify"])
 def test_an_include_dir_outside_root_is_watched(tmp_path, run_air, watcher):
     shared = tmp_path / "shared"
@@ -126,3 +156,11 @@ def test_outside_trees_use_the_same_filters():
                if f.watches(p)]
     # inside root, include_dir still narrows the walk to src
     assert watched == ["../shared/a.go", "../shared/sub/b.go", "src/f.go"]
+
+
+def test_the_binary_is_left_out_only_by_the_wildcard():
+    everything = PathFilter(include_ext=["*"], bin_files=["server", "bin/app"], include_file=["bin/app"])
+    assert [everything.watches(p) for p in ("server", "bin/app", "sub/server", "main.go")] == [
+        False, True, True, True]   # include_file still names it
+    listed = PathFilter(include_ext=["py"], bin_files=["server.py"])
+    assert listed.watches("server.py")  # Air's isIncludeExt: only "*" leaves the binary out
