@@ -26,6 +26,9 @@ with paths relative to the root and "/" as separator:
   "/") never watched.
 - exclude_regex: `re.search` on the relative path; a match excludes the file.
   Excludes win over includes, as in Air.
+- [[build.rules]] (rules.py) add their own directories and files; each
+  directory's DirRule then says which rule, if any, takes a file before the
+  main build does (`route`).
 
 Two deliberate differences from Air, both where Air's behaviour is a bug:
 include_dir is matched per path component ("src" does not cover "src2"),
@@ -38,7 +41,7 @@ import re
 import shlex
 from typing import NamedTuple
 
-__all__ = ["PathFilter", "DirRule", "Tree", "clean_rel", "file_ext", "outside_root",
+__all__ = ["PathFilter", "DirRule", "Tree", "MAIN", "clean_rel", "file_ext", "outside_root",
            "rel_to_root", "rel_under", "built_files"]
 
 _GLOB_CHARS = frozenset("*?[\\")
@@ -92,21 +95,36 @@ def _glob_to_regex(pattern):
     return "(?:" + "".join(out) + r")\Z"
 
 
+MAIN = -1   # DirRule.route(): the file belongs to the main build
+
+
 class DirRule:
     """What the filter says about one walked directory.
 
     `accept(name)` decides whether a file directly in this directory is
     watched, from its name only; it is specialised per directory so the hot
-    loop pays one call and, usually, one set lookup.
+    loop pays one call and, usually, one set lookup. Without rules it is the
+    main build's own test (`main`). `route(name)` says who a change of that
+    file goes to: the first rule that matches (its index), MAIN, or None.
     """
 
-    __slots__ = ("rel", "in_scope", "accept", "main_walked")
+    __slots__ = ("rel", "in_scope", "accept", "main", "matchers", "rule_in", "main_walked")
 
-    def __init__(self, rel, in_scope, accept, main_walked=True):
+    def __init__(self, rel, in_scope, accept, main=None, matchers=(), rule_in=False,
+                 main_walked=True):
         self.rel = rel
-        self.in_scope = in_scope          # every file here is looked at
+        self.in_scope = in_scope          # the main build watches every file here
         self.accept = accept
-        self.main_walked = main_walked    # walked for the main build
+        self.main = accept if main is None else main
+        self.matchers = matchers          # ((rule index, name -> bool), ...) in rule order
+        self.rule_in = rule_in            # inside a rule's include_dir
+        self.main_walked = main_walked    # the main build walks this directory
+
+    def route(self, name):
+        for index, match in self.matchers:
+            if match(name):
+                return index
+        return MAIN if self.main(name) else None
 
 
 def _reject_all(name):
@@ -125,11 +143,12 @@ class PathFilter:
 
     def __init__(self, include_ext=("go", "tpl", "tmpl", "html"), include_dir=(), include_file=(),
                  exclude_dir=(), exclude_file=(), exclude_regex=(), tmp_dir="tmp",
-                 testdata_dir="testdata", bin_files=()):
+                 testdata_dir="testdata", rules=None, bin_files=()):
         """Each argument is the Air key of the same name (lists of strings;
         exclude_regex may hold compiled patterns too); paths are relative to
         the root ("../shared" lies beside it); tmp_dir/testdata_dir are None
-        when outside it. bin_files: the built binary's paths, which include_ext = ["*"] leaves out."""
+        when outside it. rules: a rules.RuleSet, or None. bin_files: the
+        built binary's paths, which include_ext = ["*"] leaves out."""
         exts = set()
         self.all_ext = False
         for e in include_ext:
@@ -200,32 +219,39 @@ class PathFilter:
                 walk.add("/".join(parts[:i]))
         self._walk_only = frozenset(walk)
 
-        self.notes = []   # why an include_dir is not walked, for the log at start
+        self.rules = rules if rules else None
+        self.notes = list(rules.notes) if rules is not None else []
         self.trees = self._trees()
 
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls, cfg, rules=None):
         """Build from a loaded Config: cfg.root_path, cfg.tmp_path and
         cfg.testdata_path (absolute), build's include_ext, include_dir,
         include_file, exclude_dir, exclude_file and exclude_regex_compiled,
-        and the binary's paths (bin, entrypoint, full_bin)."""
+        and the binary's paths (bin, entrypoint, full_bin). rules: the
+        rules.RuleSet of cfg.build.rules, built here when not given."""
         b = cfg.build
         root = cfg.root_path
+        if rules is None and b.rules:
+            from air_std.rules import RuleSet
+            rules = RuleSet.from_config(cfg)
         return cls(include_ext=b.include_ext,
                    include_dir=[rel_to_root(d, root) for d in b.include_dir if d.strip()],
                    include_file=b.include_file, exclude_dir=b.exclude_dir,
                    exclude_file=b.exclude_file, exclude_regex=b.exclude_regex_compiled,
                    tmp_dir=rel_under(root, cfg.tmp_path),
-                   testdata_dir=rel_under(root, cfg.testdata_path),
+                   testdata_dir=rel_under(root, cfg.testdata_path), rules=rules,
                    bin_files=[rel_to_root(p, root) for p in built_files(cfg)])
 
     # -- trees ---------------------------------------------------------------
 
     def _trees(self):
-        """Root, then every include_dir outside it,
+        """Root, then every include_dir outside it (main build's and rules'),
         without those inside another one (walked from it) and without hidden
         ones (Air's walk skips a hidden directory, even one named here)."""
         extra = [(d, "build.include_dir") for d in self.extra_dirs]
+        if self.rules is not None:
+            extra += self.rules.outside()
         trees = [Tree("", "root")]
         for rel, key in sorted(extra, key=lambda item: (len(item[0]), item[0])):
             name = rel.rpartition("/")[2]
@@ -239,9 +265,13 @@ class PathFilter:
     def tree_rule(self, rel):
         """The rule for the top directory of a tree (see `trees`)."""
         if rel == "":
-            return self._rule("", self._in_scope(""), True)
+            return self._rule("", self._in_scope(""), "" in self._rule_dirs(), True)
         in_scope = self._in_scope(rel)
-        return self._rule(rel, in_scope, in_scope or rel in self._walk_only)
+        return self._rule(rel, in_scope, rel in self._rule_dirs(),
+                          in_scope or rel in self._walk_only)
+
+    def _rule_dirs(self):
+        return self.rules.dirs if self.rules is not None else frozenset()
 
     # -- directories ---------------------------------------------------------
 
@@ -275,10 +305,36 @@ class PathFilter:
         main_walked = (parent.main_walked and not pruned
                        and (parent.in_scope or self._in_scope(rel) or rel in self._walk_only))
         in_scope = main_walked and (parent.in_scope or self._in_scope(rel))
-        return self._rule(rel, in_scope, True) if main_walked else None
+        rules = self.rules
+        if rules is None:
+            return self._rule(rel, in_scope, False, True) if main_walked else None
+        # Air (engine.go, watching): a rule's include_dir is walked even when
+        # exclude_dir lists it; below it, hidden directories, tmp_dir,
+        # testdata_dir and exclude_dir entries are still pruned.
+        if rel in rules.dirs:
+            rule_in = True
+        else:
+            rule_in = parent.rule_in and not pruned
+        if not (main_walked or rule_in or rel in rules.dir_walk
+                or (rel in rules.file_walk and not pruned)):
+            return None
+        return self._rule(rel, in_scope, rule_in, main_walked)
 
-    def _rule(self, rel, in_scope, main_walked):
-        return DirRule(rel, in_scope, self._make_accept(rel, in_scope), main_walked)
+    def _rule(self, rel, in_scope, rule_in, main_walked):
+        main = self._make_accept(rel, in_scope) if main_walked else _reject_all
+        if self.rules is None:
+            return DirRule(rel, in_scope, main, main, (), False, main_walked)
+        matchers = self.rules.matchers(rel, in_scope, rule_in)
+        accept = main
+        if matchers:
+            tests = (main,) + tuple(match for _, match in matchers)
+
+            def accept(name, _t=tests):
+                for test in _t:
+                    if test(name):
+                        return True
+                return False
+        return DirRule(rel, in_scope, accept, main, matchers, rule_in, main_walked)
 
     # -- files ---------------------------------------------------------------
 
@@ -342,6 +398,12 @@ class PathFilter:
         watcher itself uses dir_rule()/DirRule.accept per entry."""
         found = self._dir_and_name(rel_path)
         return found is not None and found[0].accept(found[1])
+
+    def route(self, rel_path):
+        """Who a change of the file at `rel_path` goes to: a rule's index,
+        MAIN, or None (not watched). For tests and tools, like watches()."""
+        found = self._dir_and_name(rel_path)
+        return None if found is None else found[0].route(found[1])
 
     def _dir_and_name(self, rel_path):
         rel = clean_rel(rel_path)

@@ -6,6 +6,7 @@ Used by the watcher thread ("air-watcher") through snapshot.py and the
 drivers; tests use them with no thread.
 """
 
+from air_std.filters import MAIN
 from air_std.messages import ChangeBatch
 
 __all__ = ["Node", "ScanPass", "file_key", "unpack_key", "store_hash"]
@@ -51,8 +52,8 @@ class ScanPass:
     A pass made with record=False (the baseline) records no changes.
     """
 
-    __slots__ = ("snapshot", "created", "modified", "deleted", "new_dirs", "pending",
-                 "list_all", "watches")
+    __slots__ = ("snapshot", "created", "modified", "deleted", "new_dirs", "gone_dirs",
+                 "pending", "list_all", "watches")
 
     def __init__(self, snapshot, list_all=False, watches=None, record=True):
         self.snapshot = snapshot
@@ -60,6 +61,7 @@ class ScanPass:
         self.modified = [] if record else None
         self.deleted = [] if record else None
         self.new_dirs = [] if record else None  # Nodes this pass added
+        self.gone_dirs = {} if record else None  # path -> Node this pass dropped
         self.pending = []                       # (node, recurse) still to scan
         self.list_all = list_all
         self.watches = watches
@@ -70,6 +72,35 @@ class ScanPass:
             return None
         return ChangeBatch(tuple(sorted(self.created)), tuple(sorted(self.modified)),
                            tuple(sorted(self.deleted)))
+
+    def split(self):
+        """The changes by who they go to, when there are rules: (ChangeBatch
+        of the main build or None, {rule index: [paths, sorted]}). Each path
+        is routed by its directory's DirRule, from its name alone."""
+        rules_of = {}  # directory path -> DirRule, looked up once per directory
+        for path, node in self.gone_dirs.items():
+            rules_of[path] = node.rule
+        main = ([], [], [])
+        by_rule = {}
+        for slot, paths in enumerate((self.created, self.modified, self.deleted)):
+            for path in sorted(paths):
+                d, _, name = path.rpartition("/")
+                d = d or "/"
+                rule = rules_of.get(d)
+                if rule is None:
+                    node = self.snapshot.node_at(d)
+                    if node is None:
+                        continue
+                    rule = rules_of[d] = node.rule
+                who = rule.route(name)
+                if who is None:
+                    continue
+                if who == MAIN:
+                    main[slot].append(path)
+                else:
+                    by_rule.setdefault(who, []).append(path)
+        batch = ChangeBatch(*(tuple(paths) for paths in main))
+        return (batch or None), by_rule
 
     # -- edits: each changes the snapshot and is recorded here ------------------------
 
@@ -113,6 +144,7 @@ class ScanPass:
             n.alive = False
             if deleted is not None:
                 deleted.extend([n.prefix + fname for fname in n.files])
+                self.gone_dirs[n.path] = n
             n.files = {}
             n.hashes = None
             stack.extend(n.children.values())
