@@ -9,11 +9,12 @@ and acts in normal code: the first byte starts the shutdown, a second one
 (another Ctrl-C) sets `force`, which ends every grace period and SIGKILLs
 what is left. Threads that crash write to the same pipe.
 
-The parts (watcher, runner, proxy) share one contract (part.Part). They
-start in the order proxy (its port is checked before anything runs),
-watcher (the baseline is taken before the first build), runner; they stop
-in the order data flows: watcher, runner (cancels a build, stops the app,
-runs post_cmd, bounded), proxy (subscribers closed, server shut down).
+The parts (watcher, rules when [[build.rules]] has any, runner, proxy)
+share one contract (part.Part). They start in the order proxy (its port is
+checked before anything runs), watcher (the baseline is taken before the
+first build), rules, runner; they stop in the order data flows: watcher,
+rules (stops a running rule command), runner (cancels a build, stops the
+app, runs post_cmd, bounded), proxy (subscribers closed, server shut down).
 Then tmp cleanup (only with clean_on_exit, only what air_std made), a last
 sweep of any descendant, and a report of any thread that did not end.
 """
@@ -171,10 +172,10 @@ class Engine:
         if cfg.misc.startup_banner:
             log.info("%s", cfg.misc.startup_banner)
         self._make_tmp()
-        proxy, watcher, runner = self._make_parts()
+        proxy, watcher, rules, runner = self._make_parts()
         self.runner = runner
-        self.parts = [p for p in (watcher, runner, proxy) if p is not None]
-        for part in (proxy, watcher, runner):
+        self.parts = [p for p in (watcher, rules, runner, proxy) if p is not None]
+        for part in (proxy, watcher, rules, runner):
             if part is None:
                 continue
             part.on_crash = self.request_shutdown
@@ -185,7 +186,7 @@ class Engine:
                      cfg.proxy.bind, proxy.port, cfg.proxy.app_port)
 
     def _make_parts(self):
-        """(proxy or None, watcher, runner), not started yet."""
+        """(proxy or None, watcher, rules part or None, runner), not started yet."""
         from air_std.runner import Runner
         from air_std.watcher import Watcher
         cfg = self.cfg
@@ -193,11 +194,16 @@ class Engine:
         if cfg.proxy.enabled:
             from air_std.proxy import LiveReloadProxy
             proxy = LiveReloadProxy(cfg.proxy)
+        rules = rule_changes = None
+        if cfg.build.rules:
+            from air_std.rule_runner import RuleRunner
+            rule_changes = queue.Queue()
+            rules = RuleRunner(cfg, rule_changes, self.shutdown, force=self.force)
         changes = queue.Queue()
-        watcher = Watcher.from_config(cfg, changes, self.shutdown)
+        watcher = Watcher.from_config(cfg, changes, self.shutdown, rule_queue=rule_changes)
         runner = Runner(cfg, changes, self.shutdown, force=self.force, listener=proxy,
                         app_args=self.app_args)
-        return proxy, watcher, runner
+        return proxy, watcher, rules, runner
 
     def _make_tmp(self):
         cfg = self.cfg

@@ -1,4 +1,5 @@
-"""Messages passed between threads through queues (watcher -> runner).
+"""Messages passed between threads through queues (watcher -> runner, and
+watcher -> the rules part).
 
 Frozen dataclasses so a message can be shared between threads without copies,
 plus the STOP sentinel that wakes a consumer blocked in `Queue.get(timeout=...)`.
@@ -24,3 +25,12 @@ class ChangeBatch:
 
     def __bool__(self):
         return bool(self.created or self.modified or self.deleted)
+
+
+@dataclass(frozen=True)
+class RuleChanges:
+    """Paths (absolute, sorted) that changed in one pass and belong to one
+    [[build.rules]] entry: its index in build.rules (watcher -> rules part)."""
+
+    index: int
+    paths: Tuple[str, ...] = ()
