@@ -51,6 +51,7 @@ bench: pyz
 	$(PYTHON) bench/bench_startup.py $(BENCH_ARGS) | tee bench/results/startup.md
 	$(PYTHON) bench/bench_watcher.py $(BENCH_ARGS) | tee bench/results/watcher.md
 	$(PYTHON) bench/bench_proxy.py $(BENCH_ARGS) | tee bench/results/proxy.md
+	$(PYTHON) bench/bench_build_output.py $(BENCH_ARGS) | tee bench/results/build_output.md
 	@if command -v chromium >/dev/null 2>&1; then $(PYTHON) bench/bench_browser.py $(BENCH_ARGS) | tee bench/results/browser.md; \
 	 else echo "bench_browser: skipped (no chromium; apt-get install chromium)"; fi
 

@@ -16,7 +16,7 @@ argparse's 2) so scripts only need to tell 0 from non-zero.
 import os
 import sys
 
-from air_std import version_line
+from air_std import catch_early_signals, version_line
 from air_std.errors import AirError, interrupted
 
 USAGE = """\
@@ -210,6 +210,7 @@ def main(argv=None):
     """Entry point of `air-std`, `python -m air_std` and the zipapp; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     try:
+        catch_early_signals()  # again for the `air-std` script, which starts here
         return _run(parse_args(argv))
     except AirError as exc:
         sys.stderr.write("air_std: error: %s\n" % exc)

@@ -25,7 +25,7 @@ from typing import Optional
 
 from air_std import kinds, schema
 from air_std.errors import ConfigError
-from air_std.schema import BY_SECTION, KEYS, PLATFORMS, RULE_KEYS
+from air_std.schema import BY_SECTION, KEYS, PLATFORMS, RULE_KEY, RULE_KEYS
 
 CONFIG_NAME = ".air.toml"
 # Air's defaultPathConfig (runner/config.go) reads this one when .air.toml is absent.
@@ -59,10 +59,24 @@ class _Section:
                 object.__setattr__(self, key.name, tuple(value))
 
 
+def new_rule(index):
+    """A [[build.rules]] entry with every key at its default."""
+    rule = {key.name: key.default for key in RULE_KEYS}
+    rule["name"] = "rule-%d" % index
+    return rule
+
+
+def _frozen_rule(index, given):
+    # A rule built by hand (tests) gets the defaults of the keys it leaves out.
+    rule = new_rule(index)
+    rule.update((name, tuple(v) if isinstance(v, list) else v) for name, v in dict(given).items())
+    return types.MappingProxyType(rule)
+
+
 class _Build(_Section):
     def __post_init__(self):
         super().__post_init__()
-        rules = tuple(types.MappingProxyType(dict(rule)) for rule in self.rules)
+        rules = tuple(_frozen_rule(i, rule) for i, rule in enumerate(self.rules))
         object.__setattr__(self, "rules", rules)
         # load_config() passes the patterns it compiled (and checked, with the file
         # or flag in the message); anything else is compiled here, once.
@@ -216,27 +230,30 @@ class _Loader:
         self.platform_blocks[platform] = block
 
     def read_rules(self, value):
-        # [[build.rules]] is only loaded and checked here; a single [build.rules]
-        # table is taken as one rule rather than refused.
+        # Checked as Air's normalizeRules (runner/config.go) checks them; a
+        # single [build.rules] table is taken as one rule rather than refused.
         tables = [value] if isinstance(value, dict) else value
         if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
             raise ConfigError("%s: expected an array of tables [[build.rules]], got %s"
                               % (self.label("build.rules"), kinds.show(value)))
-        by_name = {key.name: key for key in RULE_KEYS}
         for index, table in enumerate(tables):
             prefix = "build.rules[%d]" % index
-            rule = {key.name: key.default for key in RULE_KEYS}
-            rule["name"] = "rule-%d" % index
-            candidates = ["%s.%s" % (prefix, name) for name in by_name]
+            rule = new_rule(index)
+            candidates = ["%s.%s" % (prefix, name) for name in RULE_KEY]
             for name, item in table.items():
                 dotted = "%s.%s" % (prefix, name)
-                if name in by_name:
-                    rule[name] = by_name[name].kind.check(item, self.label(dotted))
+                if name in RULE_KEY:
+                    rule[name] = RULE_KEY[name].kind.check(item, self.label(dotted))
                 else:
                     self.warn_unknown(dotted, item, candidates)
+            if not rule["name"]:
+                rule["name"] = "rule-%d" % index
             if not rule["cmd"].strip():
                 raise ConfigError("%s: cmd is required (the command to run when a matched file changes)"
                                   % self.label(prefix))
+            if not (rule["include_dir"] or rule["include_ext"] or rule["include_file"]):
+                raise ConfigError("%s: needs at least one of include_dir, include_ext or include_file "
+                                  "(the files that run it)" % self.label(prefix))
             kinds.compile_patterns(rule["exclude_regex"], self.label(prefix + ".exclude_regex"))
             self.rules.append(rule)
 
@@ -331,6 +348,24 @@ class _Loader:
         return final
 
 
+def _refuse_dirs_holding_root(loader, root_path, build):
+    """An include_dir outside root is watched as a tree of its own (Air's
+    normalizeIncludeDirs); one that holds root ("..", "/") would watch root
+    twice over and everything beside it, so it is refused, naming the key."""
+    entries = [(loader.where(BY_SECTION["build"]["include_dir"]), d) for d in build["include_dir"]]
+    for index, rule in enumerate(build["rules"]):
+        entries += [(loader.label("build.rules[%d].include_dir" % index), d)
+                    for d in rule["include_dir"]]
+    for label, entry in entries:
+        if not entry.strip():
+            continue
+        full = os.path.normpath(os.path.join(root_path, entry.strip()))
+        if full != root_path and os.path.relpath(root_path, full).split(os.sep)[0] != "..":
+            raise ConfigError("%s: %r holds root (%s), so it would watch root twice and all beside it; "
+                              "name the directories beside root instead (for example '../shared')"
+                              % (label, entry, root_path))
+
+
 def _raise_not_table(label, dotted, value):
     raise ConfigError("%s: expected a table [%s], got %s" % (label, dotted, kinds.show(value)))
 
@@ -403,6 +438,7 @@ def load_config(path=None, overrides=None, cwd=None, env=None):
     loader.deprecated_bin(full is not None, overrides or [])
     top = final.pop("")
     root_path = os.path.normpath(os.path.join(base, os.path.expanduser(top["root"])))
+    _refuse_dirs_holding_root(loader, root_path, final["build"])
     return Config(
         config_path=full, root_path=root_path, warnings=loader.warnings,
         tmp_path=os.path.normpath(os.path.join(root_path, top["tmp_dir"])),

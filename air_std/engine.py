@@ -11,11 +11,12 @@ grace period and SIGKILLs what is left; SIGUSR1 asks the runner for a
 restart; the rest of the signals that would end air_std are ignored (see
 the tables below). Threads that crash write to the same pipe.
 
-The parts (watcher, runner, proxy) share one contract (part.Part). They
-start in the order proxy (its port is checked before anything runs),
-watcher (the baseline is taken before the first build), runner; they stop
-in the order data flows: watcher, runner (cancels a build, stops the app,
-runs post_cmd, bounded), proxy (subscribers closed, server shut down).
+The parts (watcher, rules when [[build.rules]] has any, runner, proxy)
+share one contract (part.Part). They start in the order proxy (its port is
+checked before anything runs), watcher (the baseline is taken before the
+first build), rules, runner; they stop in the order data flows: watcher,
+rules (stops a running rule command), runner (cancels a build, stops the
+app, runs post_cmd, bounded), proxy (subscribers closed, server shut down).
 Then tmp cleanup (only with clean_on_exit, only what air_std made), a last
 sweep of any descendant, and a report of any thread that did not end.
 """
@@ -30,7 +31,7 @@ import sys
 import threading
 import time
 
-from air_std import log as airlog, process, version_line, waitio
+from air_std import early_signals, log as airlog, process, version_line, waitio
 from air_std.errors import AirError
 
 log = logging.getLogger("air_std.main")
@@ -130,6 +131,10 @@ class Engine:
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
             except (OSError, ValueError):  # reserved here (glibc keeps two real-time signals)
                 pass
+        # a Ctrl-C from before these handlers that Python swallowed on the way
+        if early_signals:
+            self._on_signal(early_signals[0], None)
+            del early_signals[:]
 
     def _restore_signals(self):
         for sig, handler in self._old_handlers.items():
@@ -193,13 +198,15 @@ class Engine:
     # --- main ---
     def run(self):
         if os.name == "nt":
-            # the self-pipe and the build output are read with select(), which Windows
-            # offers for sockets only; say so instead of failing half-way
+            # the self-pipe and the build output are waited for with poll(), which
+            # Windows lacks; say so instead of failing half-way
             raise AirError("Windows is not supported yet (air_std runs on Linux and macOS); "
                            "use WSL2 or Air itself")
         self._install_signals()
         try:
-            self._start()
+            self._note_wakeups(self._read_wakeups(0))  # a Ctrl-C already pending: start nothing
+            if not self.shutdown.is_set():
+                self._start()
             while not self.shutdown.is_set():
                 data = self._read_wakeups(1.0)
                 if self.crashed:
@@ -236,10 +243,10 @@ class Engine:
         pid = os.getpid()
         log.info("pid %d: Ctrl-C stops; SIGUSR1 or kill -USR1 %d rebuilds and restarts the app", pid, pid)
         self._make_tmp()
-        proxy, watcher, runner = self._make_parts()
+        proxy, watcher, rules, runner = self._make_parts()
         self.runner = runner
-        self.parts = [p for p in (watcher, runner, proxy) if p is not None]
-        for part in (proxy, watcher, runner):
+        self.parts = [p for p in (watcher, rules, runner, proxy) if p is not None]
+        for part in (proxy, watcher, rules, runner):
             if part is None:
                 continue
             part.on_crash = self.request_shutdown
@@ -250,7 +257,7 @@ class Engine:
                      cfg.proxy.bind, proxy.port, cfg.proxy.app_port)
 
     def _make_parts(self):
-        """(proxy or None, watcher, runner), not started yet."""
+        """(proxy or None, watcher, rules part or None, runner), not started yet."""
         from air_std.runner import Runner
         from air_std.watcher import Watcher
         cfg = self.cfg
@@ -258,11 +265,16 @@ class Engine:
         if cfg.proxy.enabled:
             from air_std.proxy import LiveReloadProxy
             proxy = LiveReloadProxy(cfg.proxy)
+        rules = rule_changes = None
+        if cfg.build.rules:
+            from air_std.rule_runner import RuleRunner
+            rule_changes = queue.Queue()
+            rules = RuleRunner(cfg, rule_changes, self.shutdown, force=self.force)
         changes = queue.Queue()
-        watcher = Watcher.from_config(cfg, changes, self.shutdown)
+        watcher = Watcher.from_config(cfg, changes, self.shutdown, rule_queue=rule_changes)
         runner = Runner(cfg, changes, self.shutdown, force=self.force, listener=proxy,
                         app_args=self.app_args)
-        return proxy, watcher, runner
+        return proxy, watcher, rules, runner
 
     def _make_tmp(self):
         cfg = self.cfg

@@ -119,8 +119,10 @@ KEYS = (
     Key("proxy", "bind", TEXT, "127.0.0.1"),   # the proxy's listen address
 )
 
-# One table of [[build.rules]] (added to Air in 2026). A rule without a name is
-# called rule-<index>.
+# One table of [[build.rules]] (added to Air in 2026; runner/config.go, cfgRule).
+# A rule without a name is called rule-<index>; Air's cfgRule.delay() makes a
+# delay of 0 (or none) 1000 ms. New rule keys go here, and rules.py and
+# rule_runner.py read them.
 RULE_KEYS = (
     Key("build.rules", "name", TEXT, None),
     Key("build.rules", "cmd", TEXT, ""),
@@ -128,8 +130,9 @@ RULE_KEYS = (
     Key("build.rules", "include_ext", STRINGS, ()),
     Key("build.rules", "include_file", STRINGS, ()),
     Key("build.rules", "exclude_regex", STRINGS, ()),
-    Key("build.rules", "delay", MILLISECONDS, 0),
+    Key("build.rules", "delay", MILLISECONDS, 1000, unit="ms", zero="default"),
 )
+RULE_KEY = {key.name: key for key in RULE_KEYS}
 
 SECTIONS = tuple(dict.fromkeys(key.section for key in KEYS))   # in .air.toml order
 BY_SECTION = {section: {k.name: k for k in KEYS if k.section == section} for section in SECTIONS}

@@ -335,6 +335,26 @@ bin = "tmp\\\\main.exe"
     assert "windows" not in config_to_dict(cfg)["build"]
 
 
+def test_a_rule_delay_of_zero_is_air_s_default(tmp_path):
+    # Air's cfgRule.delay(): 0 or unset is 1000 ms
+    rules = load(tmp_path, '[[build.rules]]\ncmd = "x"\ninclude_ext = ["css"]\ndelay = 0\n'
+                           '[[build.rules]]\ncmd = "y"\ninclude_ext = ["js"]\ndelay = 5\n').build.rules
+    assert [schema.RULE_KEY["delay"].seconds(r["delay"]) for r in rules] == [1.0, 0.005]
+    # a rule built by hand gets the defaults of the keys it leaves out
+    assert dict(config.BuildConfig(rules=[{"cmd": "z"}]).rules[0]) == {
+        "name": "rule-0", "cmd": "z", "include_dir": (), "include_ext": (), "include_file": (),
+        "exclude_regex": (), "delay": 1000}
+
+
+def test_include_dirs_holding_root_are_refused(tmp_path):
+    assert error_of(tmp_path, '[build]\ninclude_dir = ["..", "src"]\n').startswith(
+        ".air.toml: build.include_dir: '..' holds root (%s)" % tmp_path)
+    message = error_of(tmp_path, '[[build.rules]]\ncmd = "x"\ninclude_dir = ["%s"]\n' % tmp_path.parent)
+    assert message.startswith(".air.toml: build.rules[0].include_dir: '%s' holds root" % tmp_path.parent)
+    cfg = load(tmp_path, '[build]\ninclude_dir = [".", "../shared", "%s/src"]\n' % tmp_path)
+    assert cfg.build.include_dir == (".", "../shared", "%s/src" % tmp_path)
+
+
 def test_platform_blocks_are_checked_and_warn(tmp_path):
     message = error_of(tmp_path, '[build.darwin]\ndelay = "x"\n')
     assert message == ".air.toml: build.darwin.delay: expected an integer (milliseconds), got 'x'"
@@ -353,18 +373,24 @@ include_ext = ["js", "css"]
 delay = 200
 [[build.rules]]
 cmd = "go generate ./..."
+include_file = ["api.proto"]
+name = ""
 """)
     assert [r["name"] for r in cfg.build.rules] == ["assets", "rule-1"]
     assert cfg.build.rules[0]["include_ext"] == ("js", "css") and cfg.build.rules[0]["delay"] == 200
-    assert cfg.build.rules[1]["include_dir"] == ()
+    assert cfg.build.rules[1]["include_dir"] == () and cfg.build.rules[1]["delay"] == 1000
     assert config_to_dict(cfg)["build"]["rules"][1]["cmd"] == "go generate ./..."
     message = error_of(tmp_path, '[[build.rules]]\nname = "x"\n')
     assert message.startswith(".air.toml: build.rules[0]: cmd is required")
-    message = error_of(tmp_path, '[[build.rules]]\ncmd = "x"\nexclude_regex = ["["]\n')
+    # Air's normalizeRules: a rule must say which files run it
+    message = error_of(tmp_path, '[[build.rules]]\ncmd = "x"\nexclude_regex = ["a"]\n')
+    assert message == (".air.toml: build.rules[0]: needs at least one of include_dir, include_ext "
+                       "or include_file (the files that run it)")
+    message = error_of(tmp_path, '[[build.rules]]\ncmd = "x"\ninclude_ext = ["go"]\nexclude_regex = ["["]\n')
     assert message.startswith(".air.toml: build.rules[0].exclude_regex: '[' is not a valid regular expression")
-    cfg = load(tmp_path, '[[build.rules]]\ncmd = "x"\nincludes = []\n')
+    cfg = load(tmp_path, '[[build.rules]]\ncmd = "x"\ninclude_dir = ["web"]\nincludes = []\n')
     assert "build.rules[0].includes: unknown key" in cfg.warnings[0]
-    assert len(load(tmp_path, '[build.rules]\ncmd = "x"\n').build.rules) == 1
+    assert len(load(tmp_path, '[build.rules]\ncmd = "x"\ninclude_ext = ["*"]\n').build.rules) == 1
     assert "expected an array of tables" in error_of(tmp_path, "[build]\nrules = 3\n")
 
 
@@ -580,7 +606,7 @@ def test_flags_and_help_come_from_the_declaration():
 # ---------------------------------------------------------------- frozen config objects
 
 def test_the_loaded_config_cannot_be_changed(tmp_path):
-    cfg = load(tmp_path, '[build]\nexclude_dir = ["a"]\n[[build.rules]]\ncmd = "x"\n',
+    cfg = load(tmp_path, '[build]\nexclude_dir = ["a"]\n[[build.rules]]\ncmd = "x"\ninclude_ext = ["go"]\n',
                overrides=[("build.entrypoint", "python3,app.py")])
     for obj, attr in [(cfg, "root_path"), (cfg, "build"), (cfg.build, "cmd"), (cfg.build, "exclude_dir"),
                       (cfg.proxy, "app_port"), (cfg.log, "silent"), (cfg.misc, "startup_banner")]:

@@ -17,6 +17,7 @@ VERDICTS = ("same", "differs", "air_std's own")
 def config_table():
     text = (REPO / "README.md").read_text(encoding="utf-8")
     section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    section = section.split("\n### ", 1)[0]  # the table, not the subsections ([[build.rules]])
     rows = {}
     for line in section.splitlines():
         if not line.startswith("| `"):
