@@ -18,6 +18,7 @@ their paths resolved and their lists turned into tuples.
 """
 
 import os
+import stat
 import sys
 import types
 from dataclasses import field, make_dataclass
@@ -29,6 +30,9 @@ from air_std.schema import BY_SECTION, KEYS, PLATFORMS, RULE_KEY, RULE_KEYS
 
 CONFIG_NAME = ".air.toml"
 LEGACY_CONFIG_NAME = ".air.conf"
+# The largest config file read. The biggest .air.toml of the corpus is a few KiB;
+# the bound keeps a wrong -c (a log, an image) from filling memory.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 def current_platform():
@@ -344,7 +348,7 @@ def _find_file(path, cwd, base, warnings):
         return full, path
     for name in (CONFIG_NAME, LEGACY_CONFIG_NAME):
         full = os.path.join(base, name)
-        if os.path.isfile(full):
+        if os.path.lexists(full):  # not a file (a FIFO, a broken link): an error when read
             display = name if os.path.samefile(base, cwd) else full
             if name == LEGACY_CONFIG_NAME:
                 warnings.append("%s: .air.conf is Air's deprecated config name; rename it to %s"
@@ -353,17 +357,63 @@ def _find_file(path, cwd, base, warnings):
     return None, None
 
 
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _check_regular(st, display):
+    if stat.S_ISREG(st.st_mode):
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError("%s: %d bytes; a config file may have at most %d (is it the right file?)"
+                              % (display, st.st_size, MAX_CONFIG_BYTES))
+        return
+    what = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+    raise ConfigError("%s: is %s; expected a .air.toml file" % (display, what))
+
+
+def _read_config_bytes(full, display):
+    """The file's bytes: a regular file only, at most MAX_CONFIG_BYTES.
+
+    Opened without blocking (a FIFO would wait for a writer forever) and
+    checked again once open (it may have been replaced since the stat); read
+    with a bound, since /proc files and growing files say nothing true in st_size.
+    """
+    try:
+        _check_regular(os.stat(full), display)   # devices are never opened
+        fd = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        try:
+            _check_regular(os.fstat(fd), display)
+            chunks, size = [], 0
+            while size <= MAX_CONFIG_BYTES:
+                chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and os.path.islink(full):
+            raise ConfigError("%s: a symbolic link to %s, which does not exist"
+                              % (display, os.readlink(full))) from None
+        raise ConfigError("%s: cannot read: %s" % (display, exc.strerror or exc)) from None
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError("%s: more than %d bytes; a config file may have at most that (is it the "
+                          "right file?)" % (display, MAX_CONFIG_BYTES))
+    return b"".join(chunks)
+
+
 def _read_toml(full, display):
     from air_std import tomlread   # imported here: TOML parsing costs a few ms at start-up
 
     try:
         # utf-8-sig: a BOM written by some Windows editors is not a TOML error.
-        with open(full, encoding="utf-8-sig") as f:
-            text = f.read()
+        text = _read_config_bytes(full, display).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError("%s: not UTF-8 text (byte %d); save it as UTF-8" % (display, exc.start)) from None
-    except OSError as exc:
-        raise ConfigError("%s: cannot read: %s" % (display, exc.strerror or exc)) from None
+    # what reading in text mode did before: universal newlines
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     try:
         return tomlread.loads(text)
     except tomlread.TomlDecodeError as exc:

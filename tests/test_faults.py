@@ -86,3 +86,76 @@ def test_print_config_refuses_a_nul_byte_through_the_real_cli(tmp_path, run_air)
     air = run_air(["--print-config"], tmp_path)
     assert_one_line_error(air, ".air.toml: build.pre_cmd", "NUL byte")
     assert air.stdout() == ""
+
+
+# ---------------------------------------------------------------- size, depth, what -c may name
+
+@pytest.mark.parametrize("python", ["tomllib", "fallback"])
+@pytest.mark.parametrize("shape", ["array", "inline table", "mixed"])
+def test_500_nested_values_are_one_error_with_its_place(tmp_path, monkeypatch, python, shape):
+    monkeypatch.setattr(tomlread, "_FORCE_FALLBACK", python == "fallback")
+    if python == "tomllib" and sys.version_info < (3, 11):
+        pytest.skip("tomllib is Python 3.11+")
+    opening, closing = {"array": ("[", "]"), "inline table": ("{a=", "}"),
+                        "mixed": ("[{a=", "}]")}[shape]
+    value = opening * 500 + "1" + closing * 500
+    message = config_error(tmp_path, '[build]\ncmd = "make"\nexclude_dir = %s\n' % value)
+    assert message.startswith(".air.toml:3:") and "nested more than 32 deep" in message
+
+
+def test_tables_nested_too_deep_by_dotted_keys_are_an_error(tmp_path):
+    message = config_error(tmp_path, "root.%s = 1\n" % ".".join(["a"] * 3000))
+    assert "nested more than 64 deep" in message
+
+
+def test_nesting_within_the_bound_still_loads(tmp_path):
+    write_config(tmp_path, "[misc]\nnot_a_key = %s1%s\n" % ("[" * 32, "]" * 32))
+    cfg = load_config(cwd=str(tmp_path), env={})
+    assert "misc.not_a_key: unknown key" in cfg.warnings[0]
+
+
+def test_a_config_larger_than_the_bound_is_refused_unread(tmp_path):
+    path = tmp_path / "big.toml"
+    with open(str(path), "wb") as f:
+        f.truncate(64 * 1024 * 1024)  # sparse: no disk used, and never read
+    with pytest.raises(ConfigError, match=r"^big.toml: 67108864 bytes; a config file may have at most"):
+        load_config("big.toml", cwd=str(tmp_path), env={})
+    (tmp_path / "edge.toml").write_text("#" * (config.MAX_CONFIG_BYTES - 1) + "\n")
+    assert load_config("edge.toml", cwd=str(tmp_path), env={}).build.cmd
+
+
+@pytest.mark.parametrize("name, kind", [("/dev/zero", "a character device"),
+                                        ("fifo", "a FIFO (named pipe)")])
+def test_c_naming_a_device_or_a_fifo_is_an_error_not_a_hang(tmp_path, run_air, name, kind):
+    os.mkfifo(str(tmp_path / "fifo"))
+    air = run_air(["-c", name, "--print-config"], tmp_path)
+    assert_one_line_error(air, "%s: is %s; expected a .air.toml file" % (name, kind))
+
+
+def test_dev_zero_under_a_memory_limit_is_an_error_not_a_memory_error(tmp_path):
+    # the limit is the shell's (ulimit -v), so it binds air_std only
+    script = "ulimit -v 400000; exec %s -m air_std -c /dev/zero --print-config" % sys.executable
+    done = subprocess.run(["sh", "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
+                          timeout=30, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 1 and "Error" not in done.stderr.replace("air_std: error:", ""), \
+        done.stderr
+    assert done.stderr == "air_std: error: /dev/zero: is a character device; expected a .air.toml file\n"
+
+
+def test_a_found_air_toml_that_is_not_a_file_is_an_error(tmp_path):
+    os.mkfifo(str(tmp_path / ".air.toml"))
+    assert config_error(tmp_path) == ".air.toml: is a FIFO (named pipe); expected a .air.toml file"
+    os.remove(str(tmp_path / ".air.toml"))
+    os.symlink("missing.toml", str(tmp_path / ".air.toml"))
+    assert config_error(tmp_path) == ".air.toml: a symbolic link to missing.toml, which does not exist"
+
+
+def test_huge_numbers_and_deep_regexes_are_config_errors(tmp_path):
+    assert "out of range" in config_error(tmp_path, '[build]\nkill_delay = "%ss"\n' % ("9" * 5000))
+    assert "expected an integer" in config_error(tmp_path, "[build]\ndelay = %s\n" % ("9" * 4000))
+    write_config(tmp_path, "")
+    for dotted in ("build.delay", "build.kill_delay", "proxy.app_port"):
+        message = config_error(tmp_path, overrides=[(dotted, "9" * 5000)])
+        assert message.startswith("--%s: expected" % dotted)
+    message = config_error(tmp_path, overrides=[("build.exclude_regex", "(" * 1000 + ")" * 1000)])
+    assert "groups nested too deeply" in message
