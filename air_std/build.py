@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 
-from air_std import envfile, process, proctable, waitio
+from air_std import config, envfile, process, proctable, waitio
 from air_std.buildoutput import READ_SIZE, BuildOutput
 
 __all__ = ["Builder", "BuildCancelled"]
@@ -136,11 +136,13 @@ class Builder:
         self.listener.build_failed(command, output, error + hint)
 
     def _write_build_log(self, output):
-        if not self.cfg.build.log:
+        path, why_not = config.build_log_path(self.cfg)  # only ever inside tmp_dir
+        if path is None:
+            if why_not:
+                log.warning("build log not written: %s", why_not)
             return
-        path = os.path.join(self.cfg.tmp_path, self.cfg.build.log)
         try:
-            os.makedirs(self.cfg.tmp_path, exist_ok=True)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "w", encoding="utf-8") as f:
                 f.write(output)
             if path not in self.written_files:

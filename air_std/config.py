@@ -299,6 +299,7 @@ class _Loader:
         for key in KEYS:
             value = self.get(key)
             final[key.section][key.name] = key.clean(value) if key.clean else value
+        _check_build_log(final["build"]["log"], self.where(BY_SECTION["build"]["log"]))
         regex = BY_SECTION["build"]["exclude_regex"]
         final["build"]["exclude_regex_compiled"] = kinds.compile_patterns(
             final["build"]["exclude_regex"], self.where(regex))
@@ -335,6 +336,54 @@ def _refuse_dirs_holding_root(loader, root_path, build):
 
 def _raise_not_table(label, dotted, value):
     raise ConfigError("%s: expected a table [%s], got %s" % (label, dotted, kinds.show(value)))
+
+
+def _log_in_tmp(name):
+    """build.log as a path relative to tmp_dir, the way Air joins the two (Go's
+    filepath.Join: a leading '/' does not leave tmp_dir, so "/tmp/air.log" is
+    tmp_dir/tmp/air.log), or None when it climbs out of tmp_dir ('../x') or
+    names tmp_dir itself."""
+    rel = os.path.normpath(name.lstrip("/"))
+    if rel == "." or rel == ".." or rel.startswith("../"):
+        return None
+    return rel
+
+
+def _check_build_log(name, label):
+    """A failed build writes its output to build.log: it must stay inside tmp_dir."""
+    if name and _log_in_tmp(name) is None:
+        raise ConfigError("%s: expected a file name inside tmp_dir, like 'build-errors.log', got %s "
+                          "(the build log is written only inside tmp_dir)" % (label, kinds.show(name)))
+
+
+def _inside(path, parent):
+    """Is `path` strictly below `parent` (both absolute and resolved)?"""
+    return path != parent and os.path.commonpath([path, parent]) == parent
+
+
+def build_log_path(cfg):
+    """Where a failed build's output may be written: (path, None), or (None,
+    why not) -- (None, None) when build.log is empty.
+
+    Only inside tmp_dir, and only while tmp_dir is inside root: tmp_dir may
+    name a shared place such as /tmp, where another user can put a symlink
+    under the log's name. The real paths are compared when the log is about
+    to be written, so a symlink in the project cannot lead it elsewhere either.
+    """
+    if not cfg.build.log:
+        return None, None
+    rel = _log_in_tmp(cfg.build.log)
+    if rel is None:  # a config built by hand; load_config() refuses it
+        return None, "build.log %s leads out of tmp_dir" % kinds.show(cfg.build.log)
+    path = os.path.join(cfg.tmp_path, rel)
+    root = os.path.realpath(cfg.root_path)
+    tmp = os.path.realpath(cfg.tmp_path)
+    if not _inside(tmp, root):
+        return None, "tmp_dir %s is not inside root %s (air_std writes only inside the project)" % (
+            cfg.tmp_path, cfg.root_path)
+    if not _inside(os.path.realpath(path), tmp):
+        return None, "%s leads out of tmp_dir %s (a symlink?)" % (path, cfg.tmp_path)
+    return path, None
 
 
 def _find_file(path, cwd, base, warnings):

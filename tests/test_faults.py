@@ -18,7 +18,7 @@ import pytest
 from air_std import config, tomlread
 from air_std.build import Builder
 from air_std.buildoutput import StrayPipes
-from air_std.config import load_config
+from air_std.config import build_log_path, load_config
 from air_std.errors import ConfigError
 from conftest import REPO, free_port, http_get, wait_until
 
@@ -159,3 +159,86 @@ def test_huge_numbers_and_deep_regexes_are_config_errors(tmp_path):
         assert message.startswith("--%s: expected" % dotted)
     message = config_error(tmp_path, overrides=[("build.exclude_regex", "(" * 1000 + ")" * 1000)])
     assert "groups nested too deeply" in message
+
+
+# ---------------------------------------------------------------- where the build log may go
+
+@pytest.mark.parametrize("log", ["../../elsewhere/notes.txt", "..", "a/../../b", "/", "."])
+def test_a_build_log_outside_tmp_dir_is_a_config_error(tmp_path, log):
+    message = config_error(tmp_path, '[build]\nlog = "%s"\n' % log)
+    assert message.startswith(".air.toml: build.log: expected a file name inside tmp_dir")
+    write_config(tmp_path, "")
+    assert config_error(tmp_path, overrides=[("build.log", log)]).startswith("--build.log: ")
+
+
+def test_an_absolute_build_log_is_joined_below_tmp_dir_as_air_joins_it(tmp_path):
+    write_config(tmp_path, '[build]\nlog = "/tmp/air.log"\n')  # Go's filepath.Join keeps it inside
+    cfg = load_config(cwd=str(tmp_path), env={})
+    assert build_log_path(cfg) == (str(tmp_path / "tmp" / "tmp" / "air.log"), None)
+
+
+class Listener:
+    def build_failed(self, command, output, error):
+        pass
+
+
+def failed_build(proj, toml):
+    (proj / ".air.toml").write_text('[build]\ncmd = "echo broken; exit 3"\n' + toml)
+    builder = Builder(load_config(cwd=str(proj), env={}), threading.Event(), Listener(),
+                      StrayPipes(), tick_s=0.05)
+    assert builder.run(lambda: False) is False
+    return builder
+
+
+def outside_file(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    notes = elsewhere / "notes.txt"
+    notes.write_text("my notes\n")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    return proj, notes
+
+
+def test_a_symlink_in_tmp_dir_cannot_lead_the_build_log_out(tmp_path, caplog):
+    proj, notes = outside_file(tmp_path)
+    (proj / "tmp").mkdir()
+    os.symlink(str(notes), str(proj / "tmp" / "build-errors.log"))
+    builder = failed_build(proj, "")
+    assert notes.read_text() == "my notes\n" and builder.written_files == []
+    assert "build log not written: %s leads out of tmp_dir" % (proj / "tmp" / "build-errors.log") \
+        in caplog.text
+    os.remove(str(proj / "tmp" / "build-errors.log"))
+    shutil.rmtree(str(proj / "tmp"))
+    os.symlink(str(notes.parent), str(proj / "tmp"))  # tmp_dir itself leads out of root
+    builder = failed_build(proj, "")
+    assert not (notes.parent / "build-errors.log").exists() and builder.written_files == []
+    assert "is not inside root" in caplog.text
+
+
+def test_a_tmp_dir_outside_root_gets_no_build_log(tmp_path, caplog):
+    proj, notes = outside_file(tmp_path)
+    (proj / ".air.toml").write_text('tmp_dir = "%s"\n[build]\ncmd = "echo broken; exit 3"\nlog = "notes.txt"\n'
+                                    % notes.parent)
+    builder = Builder(load_config(cwd=str(proj), env={}), threading.Event(), Listener(),
+                      StrayPipes(), tick_s=0.05)
+    assert builder.run(lambda: False) is False
+    assert notes.read_text() == "my notes\n" and builder.written_files == []
+    assert "build log not written: tmp_dir %s is not inside root" % notes.parent in caplog.text
+
+
+def test_a_failed_build_never_writes_outside_the_project(tmp_path, run_air):
+    proj, notes = outside_file(tmp_path)
+    (proj / ".air.toml").write_text('[build]\ncmd = "exit 3"\nlog = "../../elsewhere/notes.txt"\n'
+                                    'entrypoint = ["true"]\n')
+    air = run_air([], proj)
+    assert_one_line_error(air, "build.log", "../../elsewhere/notes.txt")
+    (proj / ".air.toml").write_text('[build]\ncmd = "echo broken; exit 3"\nlog = "%s"\n'
+                                    'entrypoint = ["true"]\n' % notes)
+    air = run_air([], proj)
+    log = proj / "tmp" / notes.relative_to("/")
+    wait_until(lambda: log.exists() and log.read_text() == "broken\n", what="the build log in tmp_dir",
+               output=air.output)
+    air.signal(signal.SIGINT)
+    assert air.wait(10) == 0, air.output()
+    assert notes.read_text() == "my notes\n"
