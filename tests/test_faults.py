@@ -242,3 +242,57 @@ def test_a_failed_build_never_writes_outside_the_project(tmp_path, run_air):
     air.signal(signal.SIGINT)
     assert air.wait(10) == 0, air.output()
     assert notes.read_text() == "my notes\n"
+
+
+# ---------------------------------------------------------------- an app that daemonizes
+
+# The leader binds the port, double-forks a setsid daemon that serves on it, and
+# exits: a second copy started while the first daemon lives cannot bind.
+DAEMON_APP = textwrap.dedent('''
+    import http.server, os, signal, sys
+    VALUE = "one"
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = VALUE.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a):
+            pass
+    server = http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    with open("daemon-%s.pid" % VALUE, "w") as f:
+        f.write(str(os.getpid()))
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    server.serve_forever()
+''')
+
+
+def test_a_daemonized_app_is_replaced_at_every_restart(tmp_path, run_air):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "app.py").write_text(DAEMON_APP)
+    (proj / ".air.toml").write_text(textwrap.dedent('''
+        [build]
+        cmd = "true"
+        entrypoint = ["{py}", "app.py"]
+        include_ext = ["py"]
+        delay = 50
+        poll_interval = 100
+        ''').format(py=sys.executable))
+    port = free_port()
+    air = run_air([], proj, env={"PORT": str(port)})
+    for value in ("one", "two", "three"):
+        if value != "one":
+            (proj / "app.py").write_text(DAEMON_APP.replace('VALUE = "one"', 'VALUE = "%s"' % value))
+        wait_until(lambda: (http_get(port, timeout=1.0) or (0, ""))[1] == value, timeout=20,
+                   what="the daemon of version %r serving" % value, output=air.output)
+    assert "Address already in use" not in air.stderr()
+    air.signal(signal.SIGINT)
+    assert air.wait(10) == 0, air.output()
+    assert "stopping what the app left running" in air.stderr()
