@@ -296,3 +296,34 @@ def test_a_daemonized_app_is_replaced_at_every_restart(tmp_path, run_air):
     air.signal(signal.SIGINT)
     assert air.wait(10) == 0, air.output()
     assert "stopping what the app left running" in air.stderr()
+
+
+# ---------------------------------------------------------------- the root deleted mid-run
+
+def test_deleting_the_root_stops_air_std_with_one_line_and_exit_1(tmp_path, run_air):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "main.txt").write_text("x")
+    (proj / ".air.toml").write_text(textwrap.dedent('''
+        [build]
+        cmd = "true"
+        entrypoint = ["{py}", "-c", "import time; open('started', 'w').close(); time.sleep(60)"]
+        include_ext = ["txt"]
+        delay = 0
+        poll_interval = 100
+        ''').format(py=sys.executable))
+    air = run_air([], proj)
+    wait_until(lambda: (proj / "started").exists(), timeout=15, what="the app", output=air.output)
+    shutil.rmtree(str(proj))
+    code = air.wait(15)
+    err = air.stderr()
+    assert code == 1, air.output()
+    assert "Traceback" not in err and "crashed" not in err, err
+    assert err.count("root %s no longer exists (deleted or moved); stopping" % proj) == 1, err
+
+
+def test_a_root_that_does_not_exist_is_refused_at_start(tmp_path, run_air):
+    write_config(tmp_path, 'root = "srcc"\n[build]\ncmd = "true"\nentrypoint = ["true"]\n')
+    air = run_air([], tmp_path)
+    assert_one_line_error(air, "root %s does not exist" % (tmp_path / "srcc"))
+    assert not (tmp_path / "srcc").exists()
