@@ -91,7 +91,7 @@ class _Build(_Section):
 class _Top(_Section):
     def __post_init__(self):
         super().__post_init__()
-        object.__setattr__(self, "warnings", tuple(self.warnings))
+        object.__setattr__(self, "warnings", tuple(kinds.printable(w) for w in self.warnings))
         # load_config() resolves the three paths against air_wd or cwd; a config
         # built by hand resolves them here. dataclasses.replace() carries them over,
         # so a variant with another root must pass root_path="" to have it redone.
@@ -478,6 +478,18 @@ def load_config(path=None, overrides=None, cwd=None, env=None):
     Relative paths (root, tmp_dir) resolve against $air_wd when set, else cwd; air_std
     never chdirs, so the engine runs commands with cwd=cfg.root_path.
     """
+    try:
+        return _load_config(path, overrides, cwd, env)
+    except ConfigError as exc:
+        # One rule for every message: a file or key name holding a newline or a
+        # control character must not break the one line (warnings: in Config).
+        message = str(exc)
+        if message.isprintable():
+            raise
+        raise ConfigError(kinds.printable(message)) from None
+
+
+def _load_config(path, overrides, cwd, env):
     cwd = os.path.abspath(os.getcwd() if cwd is None else cwd)
     env = os.environ if env is None else env
     base = cwd

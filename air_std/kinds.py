@@ -34,6 +34,15 @@ def show(value):
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def printable(text):
+    """text with every character that would break a one-line message (newline,
+    tab, other control characters, Unicode line separators) escaped as Python
+    writes it in a string: key and file names come from the user."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def refuse_nul(value, label):
     """The one rule for NUL bytes: no string of the config may hold one.
 

@@ -33,6 +33,8 @@ class TomlDecodeError(ValueError):
     """Invalid TOML: `msg` plus 1-based `lineno` and `colno` (0 when unknown)."""
 
     def __init__(self, msg, lineno=0, colno=0):
+        if not msg.isprintable():  # it may quote the document: keep it to one line
+            msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
         super().__init__("%s (at line %d, column %d)" % (msg, lineno, colno) if lineno else msg)
         self.msg = msg
         self.lineno = lineno

@@ -231,11 +231,12 @@ def bounded(seconds):
 def load_outcome(path, flags, cwd):
     """("ok", None) or ("error", message); any other exception escapes."""
     try:
-        load_config(str(path), flags, cwd=str(cwd), env={})
+        cfg = load_config(str(path), flags, cwd=str(cwd), env={})
+        assert all(warning.isprintable() for warning in cfg.warnings), cfg.warnings
         return ("ok", None)
     except ConfigError as exc:
         message = str(exc)
-        assert message and "\n" not in message and "\r" not in message, repr(message)
+        assert message and message.isprintable(), repr(message)  # one line, whatever it quotes
         return ("error", message)
 
 

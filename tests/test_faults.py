@@ -161,6 +161,21 @@ def test_huge_numbers_and_deep_regexes_are_config_errors(tmp_path):
     assert "groups nested too deeply" in message
 
 
+def test_names_from_the_user_never_break_the_one_line(tmp_path, monkeypatch):
+    # key and file names may hold newlines, tabs or line separators: shown escaped
+    write_config(tmp_path, '"a\\nb" = 1\n[build]\n"x\\u2028y" = 2\n')
+    warnings = load_config(cwd=str(tmp_path), env={}).warnings
+    assert [w.split(":")[0] for w in warnings] == ["a\\nb", "build.x\\u2028y"]
+    monkeypatch.setattr(tomlread, "_FORCE_FALLBACK", True)
+    message = config_error(tmp_path, 'cmd = "a\\\x0cb"\n')  # a form feed after the backslash
+    assert message.isprintable() and "invalid escape '\\\\x0c'" in message
+    weird = tmp_path / "my\nconfig.toml"
+    weird.write_text("root = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(weird), cwd=str(tmp_path), env={})
+    assert str(info.value).isprintable() and "my\\nconfig.toml" in str(info.value)
+
+
 # ---------------------------------------------------------------- where the build log may go
 
 @pytest.mark.parametrize("log", ["../../elsewhere/notes.txt", "..", "a/../../b", "/", "."])
