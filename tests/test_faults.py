@@ -81,6 +81,7 @@ def test_a_nul_byte_in_a_rule_or_a_flag_is_a_config_error(tmp_path):
         assert message.startswith("--%s: " % dotted) and "NUL byte" in message
 
 
+@pytest.mark.e2e
 def test_print_config_refuses_a_nul_byte_through_the_real_cli(tmp_path, run_air):
     write_config(tmp_path, '[build]\npre_cmd = ["echo a\\u0000b"]\n')
     air = run_air(["--print-config"], tmp_path)
@@ -124,6 +125,7 @@ def test_a_config_larger_than_the_bound_is_refused_unread(tmp_path):
     assert load_config("edge.toml", cwd=str(tmp_path), env={}).build.cmd
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name, kind", [("/dev/zero", "a character device"),
                                         ("fifo", "a FIFO (named pipe)")])
 def test_c_naming_a_device_or_a_fifo_is_an_error_not_a_hang(tmp_path, run_air, name, kind):
@@ -132,6 +134,7 @@ def test_c_naming_a_device_or_a_fifo_is_an_error_not_a_hang(tmp_path, run_air, n
     assert_one_line_error(air, "%s: is %s; expected a .air.toml file" % (name, kind))
 
 
+@pytest.mark.e2e
 def test_dev_zero_under_a_memory_limit_is_an_error_not_a_memory_error(tmp_path):
     # the limit is the shell's (ulimit -v), so it binds air_std only
     script = "ulimit -v 400000; exec %s -m air_std -c /dev/zero --print-config" % sys.executable
@@ -197,8 +200,8 @@ class Listener:
         pass
 
 
-def failed_build(proj, toml):
-    (proj / ".air.toml").write_text('[build]\ncmd = "echo broken; exit 3"\n' + toml)
+def failed_build(proj, top=""):
+    (proj / ".air.toml").write_text(top + '[build]\ncmd = "echo broken; exit 3"\nlog = "notes.txt"\n')
     builder = Builder(load_config(cwd=str(proj), env={}), threading.Event(), Listener(),
                       StrayPipes(), tick_s=0.05)
     assert builder.run(lambda: False) is False
@@ -218,30 +221,26 @@ def outside_file(tmp_path):
 def test_a_symlink_in_tmp_dir_cannot_lead_the_build_log_out(tmp_path, caplog):
     proj, notes = outside_file(tmp_path)
     (proj / "tmp").mkdir()
-    os.symlink(str(notes), str(proj / "tmp" / "build-errors.log"))
-    builder = failed_build(proj, "")
+    os.symlink(str(notes), str(proj / "tmp" / "notes.txt"))
+    builder = failed_build(proj)
     assert notes.read_text() == "my notes\n" and builder.written_files == []
-    assert "build log not written: %s leads out of tmp_dir" % (proj / "tmp" / "build-errors.log") \
-        in caplog.text
-    os.remove(str(proj / "tmp" / "build-errors.log"))
+    assert "build log not written: %s leads out of tmp_dir" % (proj / "tmp" / "notes.txt") in caplog.text
+    os.remove(str(proj / "tmp" / "notes.txt"))
     shutil.rmtree(str(proj / "tmp"))
     os.symlink(str(notes.parent), str(proj / "tmp"))  # tmp_dir itself leads out of root
-    builder = failed_build(proj, "")
-    assert not (notes.parent / "build-errors.log").exists() and builder.written_files == []
+    builder = failed_build(proj)
+    assert notes.read_text() == "my notes\n" and builder.written_files == []
     assert "is not inside root" in caplog.text
 
 
 def test_a_tmp_dir_outside_root_gets_no_build_log(tmp_path, caplog):
     proj, notes = outside_file(tmp_path)
-    (proj / ".air.toml").write_text('tmp_dir = "%s"\n[build]\ncmd = "echo broken; exit 3"\nlog = "notes.txt"\n'
-                                    % notes.parent)
-    builder = Builder(load_config(cwd=str(proj), env={}), threading.Event(), Listener(),
-                      StrayPipes(), tick_s=0.05)
-    assert builder.run(lambda: False) is False
+    builder = failed_build(proj, top='tmp_dir = "%s"\n' % notes.parent)
     assert notes.read_text() == "my notes\n" and builder.written_files == []
     assert "build log not written: tmp_dir %s is not inside root" % notes.parent in caplog.text
 
 
+@pytest.mark.e2e
 def test_a_failed_build_never_writes_outside_the_project(tmp_path, run_air):
     proj, notes = outside_file(tmp_path)
     (proj / ".air.toml").write_text('[build]\ncmd = "exit 3"\nlog = "../../elsewhere/notes.txt"\n'
@@ -288,6 +287,7 @@ DAEMON_APP = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.e2e
 def test_a_daemonized_app_is_replaced_at_every_restart(tmp_path, run_air):
     proj = tmp_path / "proj"
     proj.mkdir()
@@ -315,6 +315,7 @@ def test_a_daemonized_app_is_replaced_at_every_restart(tmp_path, run_air):
 
 # ---------------------------------------------------------------- the root deleted mid-run
 
+@pytest.mark.e2e
 def test_deleting_the_root_stops_air_std_with_one_line_and_exit_1(tmp_path, run_air):
     proj = tmp_path / "proj"
     proj.mkdir()
@@ -337,6 +338,7 @@ def test_deleting_the_root_stops_air_std_with_one_line_and_exit_1(tmp_path, run_
     assert err.count("root %s no longer exists (deleted or moved); stopping" % proj) == 1, err
 
 
+@pytest.mark.e2e
 def test_a_root_that_does_not_exist_is_refused_at_start(tmp_path, run_air):
     write_config(tmp_path, 'root = "srcc"\n[build]\ncmd = "true"\nentrypoint = ["true"]\n')
     air = run_air([], tmp_path)
