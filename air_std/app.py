@@ -3,7 +3,8 @@ exited, `rerun`, and stopping its whole tree.
 
 Used by the runner thread only; no thread of its own. There is at most one
 app at a time, plus, after it exited on its own, what it left running (its
-process group), which is stopped with the next restart or at shutdown.
+process group, and the daemons it started outside it, found by their tag),
+which is stopped with the next restart or at shutdown.
 """
 
 import logging
@@ -138,6 +139,13 @@ class App:
             process.stop(exited, sig, grace_s=self.grace_s, name="app", force=self.force, adopt=True)
         proc, self.proc = self.proc, None
         if proc is None:
+            self._stop_daemons(sig)
             return
         code = process.stop(proc, sig, grace_s=self.grace_s, name="app", force=self.force, adopt=True)
         log.info("app stopped (%s)", process.describe_exit(code))
+
+    def _stop_daemons(self, sig):
+        # With no app to stop, what it daemonized (double fork, setsid: out of its
+        # group, so not kept in _exited) would hold its port against the next start.
+        # Stopping the app above takes these too (adopt=True).
+        process.stop_adopted(sig, grace_s=self.grace_s, name="app", force=self.force)

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import time
 
-from air_std import envfile, process, proctable, waitio
+from air_std import config, envfile, process, proctable, waitio
 from air_std.buildoutput import READ_SIZE, BuildOutput
 
 __all__ = ["Builder", "BuildCancelled"]
@@ -153,15 +153,18 @@ class Builder:
     def _write_build_log(self, command, error, output):
         """Append one entry per failure, as Air's writeBuildErrorLog appends (Air
         writes only the error's text, such as "exit status 1", with no newline;
-        an entry here says when, which command, how it ended, and the output)."""
-        if not self.cfg.build.log:
+        an entry here says when, which command, how it ended, and the output).
+        Only ever inside tmp_dir (config.build_log_path)."""
+        path, why_not = config.build_log_path(self.cfg)
+        if path is None:
+            if why_not:
+                log.warning("build log not written: %s", why_not)
             return
-        path = os.path.join(self.cfg.tmp_path, self.cfg.build.log)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         if output and not output.endswith("\n"):
             output += "\n"
         try:
-            os.makedirs(self.cfg.tmp_path, exist_ok=True)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "a", encoding="utf-8") as f:
                 f.write("=== %s build failed: %s\n%s\n" % (stamp, error, output))
             if path not in self.written_files:

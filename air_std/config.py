@@ -18,6 +18,7 @@ their paths resolved and their lists turned into tuples.
 """
 
 import os
+import stat
 import sys
 import types
 from dataclasses import field, make_dataclass
@@ -31,6 +32,9 @@ CONFIG_NAME = ".air.toml"
 # Air's defaultPathConfig (runner/config.go) reads this one when .air.toml is absent.
 SECOND_CONFIG_NAME = os.path.join(".config", "air.toml")
 LEGACY_CONFIG_NAME = ".air.conf"
+# The largest config file read. The biggest .air.toml of the corpus is a few KiB;
+# the bound keeps a wrong -c (a log, an image) from filling memory.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 def current_platform():
@@ -89,7 +93,7 @@ class _Build(_Section):
 class _Top(_Section):
     def __post_init__(self):
         super().__post_init__()
-        object.__setattr__(self, "warnings", tuple(self.warnings))
+        object.__setattr__(self, "warnings", tuple(kinds.printable(w) for w in self.warnings))
         # load_config() resolves the three paths against air_wd or cwd; a config
         # built by hand resolves them here. dataclasses.replace() carries them over,
         # so a variant with another root must pass root_path="" to have it redone.
@@ -332,6 +336,7 @@ class _Loader:
         for key in KEYS:
             value = self.get(key)
             final[key.section][key.name] = key.clean(value) if key.clean else value
+        _check_build_log(final["build"]["log"], self.where(BY_SECTION["build"]["log"]))
         regex = BY_SECTION["build"]["exclude_regex"]
         final["build"]["exclude_regex_compiled"] = kinds.compile_patterns(
             final["build"]["exclude_regex"], self.where(regex))
@@ -370,6 +375,54 @@ def _raise_not_table(label, dotted, value):
     raise ConfigError("%s: expected a table [%s], got %s" % (label, dotted, kinds.show(value)))
 
 
+def _log_in_tmp(name):
+    """build.log as a path relative to tmp_dir, the way Air joins the two (Go's
+    filepath.Join: a leading '/' does not leave tmp_dir, so "/tmp/air.log" is
+    tmp_dir/tmp/air.log), or None when it climbs out of tmp_dir ('../x') or
+    names tmp_dir itself."""
+    rel = os.path.normpath(name.lstrip("/"))
+    if rel == "." or rel == ".." or rel.startswith("../"):
+        return None
+    return rel
+
+
+def _check_build_log(name, label):
+    """A failed build writes its output to build.log: it must stay inside tmp_dir."""
+    if name and _log_in_tmp(name) is None:
+        raise ConfigError("%s: expected a file name inside tmp_dir, like 'build-errors.log', got %s "
+                          "(the build log is written only inside tmp_dir)" % (label, kinds.show(name)))
+
+
+def _inside(path, parent):
+    """Is `path` strictly below `parent` (both absolute and resolved)?"""
+    return path != parent and os.path.commonpath([path, parent]) == parent
+
+
+def build_log_path(cfg):
+    """Where a failed build's output may be written: (path, None), or (None,
+    why not) -- (None, None) when build.log is empty.
+
+    Only inside tmp_dir, and only while tmp_dir is inside root: tmp_dir may
+    name a shared place such as /tmp, where another user can put a symlink
+    under the log's name. The real paths are compared when the log is about
+    to be written, so a symlink in the project cannot lead it elsewhere either.
+    """
+    if not cfg.build.log:
+        return None, None
+    rel = _log_in_tmp(cfg.build.log)
+    if rel is None:  # a config built by hand; load_config() refuses it
+        return None, "build.log %s leads out of tmp_dir" % kinds.show(cfg.build.log)
+    path = os.path.join(cfg.tmp_path, rel)
+    root = os.path.realpath(cfg.root_path)
+    tmp = os.path.realpath(cfg.tmp_path)
+    if not _inside(tmp, root):
+        return None, "tmp_dir %s is not inside root %s (air_std writes only inside the project)" % (
+            cfg.tmp_path, cfg.root_path)
+    if not _inside(os.path.realpath(path), tmp):
+        return None, "%s leads out of tmp_dir %s (a symlink?)" % (path, cfg.tmp_path)
+    return path, None
+
+
 def _find_file(path, cwd, base, warnings):
     """(absolute path or None, name to show in messages), like Air's lookup."""
     if path:
@@ -381,7 +434,7 @@ def _find_file(path, cwd, base, warnings):
         return full, path
     for name in (CONFIG_NAME, SECOND_CONFIG_NAME, LEGACY_CONFIG_NAME):
         full = os.path.join(base, name)
-        if os.path.isfile(full):
+        if os.path.lexists(full):  # not a file (a FIFO, a broken link): an error when read
             display = name if os.path.samefile(base, cwd) else full
             if name == LEGACY_CONFIG_NAME:
                 warnings.append("%s: .air.conf is Air's deprecated config name; rename it to %s"
@@ -390,17 +443,63 @@ def _find_file(path, cwd, base, warnings):
     return None, None
 
 
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _check_regular(st, display):
+    if stat.S_ISREG(st.st_mode):
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError("%s: %d bytes; a config file may have at most %d (is it the right file?)"
+                              % (display, st.st_size, MAX_CONFIG_BYTES))
+        return
+    what = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+    raise ConfigError("%s: is %s; expected a .air.toml file" % (display, what))
+
+
+def _read_config_bytes(full, display):
+    """The file's bytes: a regular file only, at most MAX_CONFIG_BYTES.
+
+    Opened without blocking (a FIFO would wait for a writer forever) and
+    checked again once open (it may have been replaced since the stat); read
+    with a bound, since /proc files and growing files say nothing true in st_size.
+    """
+    try:
+        _check_regular(os.stat(full), display)   # devices are never opened
+        fd = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        try:
+            _check_regular(os.fstat(fd), display)
+            chunks, size = [], 0
+            while size <= MAX_CONFIG_BYTES:
+                chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and os.path.islink(full):
+            raise ConfigError("%s: a symbolic link to %s, which does not exist"
+                              % (display, os.readlink(full))) from None
+        raise ConfigError("%s: cannot read: %s" % (display, exc.strerror or exc)) from None
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError("%s: more than %d bytes; a config file may have at most that (is it the "
+                          "right file?)" % (display, MAX_CONFIG_BYTES))
+    return b"".join(chunks)
+
+
 def _read_toml(full, display):
     from air_std import tomlread   # imported here: TOML parsing costs a few ms at start-up
 
     try:
         # utf-8-sig: a BOM written by some Windows editors is not a TOML error.
-        with open(full, encoding="utf-8-sig") as f:
-            text = f.read()
+        text = _read_config_bytes(full, display).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError("%s: not UTF-8 text (byte %d); save it as UTF-8" % (display, exc.start)) from None
-    except OSError as exc:
-        raise ConfigError("%s: cannot read: %s" % (display, exc.strerror or exc)) from None
+    # what reading in text mode did before: universal newlines
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     try:
         return tomlread.loads(text)
     except tomlread.TomlDecodeError as exc:
@@ -416,6 +515,18 @@ def load_config(path=None, overrides=None, cwd=None, env=None):
     Relative paths (root, tmp_dir) resolve against $air_wd when set, else cwd; air_std
     never chdirs, so the engine runs commands with cwd=cfg.root_path.
     """
+    try:
+        return _load_config(path, overrides, cwd, env)
+    except ConfigError as exc:
+        # One rule for every message: a file or key name holding a newline or a
+        # control character must not break the one line (warnings: in Config).
+        message = str(exc)
+        if message.isprintable():
+            raise
+        raise ConfigError(kinds.printable(message)) from None
+
+
+def _load_config(path, overrides, cwd, env):
     cwd = os.path.abspath(os.getcwd() if cwd is None else cwd)
     env = os.environ if env is None else env
     base = cwd

@@ -107,6 +107,7 @@ class Engine:
         self.shutdown = threading.Event()
         self.force = threading.Event()
         self.crashed = []
+        self.failed = []  # parts that stopped on a fault they reported (the root is gone)
         self._wake_r = self._wake_w = None
         self._old_handlers = {}
         self._made_tmp = None  # (st_dev, st_ino) of the tmp_dir air_std created
@@ -148,6 +149,15 @@ class Engine:
     def request_shutdown(self, who):
         """From any thread: a part crashed; stop everything (exit code 1)."""
         self.crashed.append(who)
+        try:
+            os.write(self._wake_w, bytes([_CRASH]))
+        except (BlockingIOError, OSError, TypeError):
+            pass
+
+    def part_failed(self, who):
+        """From any thread: a part met a fault it has already reported in one
+        line (the project root is gone); stop everything, exit code 1."""
+        self.failed.append(who)
         try:
             os.write(self._wake_w, bytes([_CRASH]))
         except (BlockingIOError, OSError, TypeError):
@@ -209,16 +219,16 @@ class Engine:
                 self._start()
             while not self.shutdown.is_set():
                 data = self._read_wakeups(1.0)
-                if self.crashed:
+                if self.crashed or self.failed:
                     self.shutdown.set()
                 self._note_wakeups(data)
-            if not self.crashed:
+            if not self.crashed and not self.failed:
                 log.info("shutting down (%s)", self._stop_reason)
         finally:
             # also on AirError from _start (port in use...): nothing may be left running
             self.shutdown.set()
             self._stop_parts()
-        code = 1 if self.crashed else 0
+        code = 1 if self.crashed or self.failed else 0
         lingering = [t.name for t in threading.enumerate()
                      if t is not threading.current_thread() and t.is_alive() and t.name.startswith("air-")]
         if lingering:
@@ -245,6 +255,7 @@ class Engine:
         self._make_tmp()
         proxy, watcher, rules, runner = self._make_parts()
         self.runner = runner
+        runner.on_root_gone = self.part_failed
         self.parts = [p for p in (watcher, rules, runner, proxy) if p is not None]
         for part in (proxy, watcher, rules, runner):
             if part is None:
@@ -288,7 +299,12 @@ class Engine:
             raise AirError("cannot create tmp_dir %s: %s" % (cfg.tmp_path, exc.strerror))
 
     def _check_root(self):
-        """Air refuses to watch / or the home directory unless told to."""
+        """The root must be a directory (else air_std would create it, making
+        tmp_dir); and Air refuses to watch / or the home directory unless told to."""
+        if not os.path.isdir(self.cfg.root_path):
+            what = "is not a directory" if os.path.exists(self.cfg.root_path) else "does not exist"
+            raise AirError("root %s %s; set root in .air.toml to your project's directory"
+                           % (self.cfg.root_path, what))
         root = os.path.realpath(self.cfg.root_path)
         home = os.path.realpath(os.path.expanduser("~"))
         if root in ("/", home) and not self.cfg.build.ignore_dangerous_root_dir:

@@ -15,11 +15,18 @@ its queue; a new change kills the build's process group and starts the
 debounce again. A RestartNow on the queue (SIGUSR1, through the engine) is a
 change that is due at once. Shutdown (the shared Event, or STOP on the queue) cancels a
 build and stops the app before the thread ends.
+
+The project root is checked on every turn of the loop (one stat) and before
+every build: once it is gone (deleted, moved away) nothing can be built or
+started there, so the runner says so in one line, ends (stopping the app)
+and tells the engine (`on_root_gone`), which stops air_std with exit code 1.
 """
 
+import errno
 import logging
 import os
 import queue
+import stat
 import threading
 
 from air_std import log as airlog, process
@@ -71,6 +78,8 @@ class Runner(Part):
         self.builder = Builder(cfg, self.force, self.strays, tick_s=TICK_S)
         self.app_life = App(cfg, self.stop_event, self.force, app_args,
                             on_started=self.listener.app_started, tick_s=TICK_S)
+        self.on_root_gone = None  # callable(name), set by the engine
+        self.root_lost = False
 
     @property
     def app(self):
@@ -103,7 +112,7 @@ class Runner(Part):
             self._build_and_run([])
             while not self.should_stop:
                 self._wait_for_work()
-                if self.should_stop:
+                if self.should_stop or self._root_gone():
                     break
                 if self.changes.due():
                     self._build_and_run(self.changes.take())
@@ -142,6 +151,8 @@ class Runner(Part):
 
     # --- build and run ---
     def _build_and_run(self, changed):
+        if self._root_gone():
+            return
         why, self._restart_why = self._restart_why, None
         if changed or why:
             self._announce(changed, why)
@@ -184,6 +195,10 @@ class Runner(Part):
         while True:
             try:
                 return self.builder.run(self._cancel_requested)
+            except FileNotFoundError:  # the build's working directory, if the root just went
+                if self._root_gone():
+                    return None
+                raise
             except BuildCancelled:
                 if self.should_stop:
                     return None
@@ -212,3 +227,23 @@ class Runner(Part):
                 pass
         self.changes.take()
         self._restart_why = None  # the rebuild that follows is the restart asked for
+
+    # --- the root ---
+    def _root_gone(self):
+        """True once the project root is gone; the first time, says so, stops
+        the loop and tells the engine. Any other error (EACCES, EIO) is not a
+        disappearance: the build or the watcher reports it."""
+        if self.root_lost:
+            return True
+        try:
+            gone = not stat.S_ISDIR(os.stat(self.cfg.root_path).st_mode)
+        except OSError as exc:
+            gone = exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ESTALE)
+        if not gone:
+            return False
+        self.root_lost = True
+        main_log.error("root %s no longer exists (deleted or moved); stopping", self.cfg.root_path)
+        self.stop_event.set()
+        if self.on_root_gone is not None:
+            self.on_root_gone(self.name)
+        return True

@@ -171,7 +171,8 @@ def flag_key(dotted):
         return key
     if dotted == "build.rules":
         raise ConfigError("--build.rules: rules can only be set in the config file ([[build.rules]])")
-    raise ConfigError("unknown option --%s%s" % (dotted, did_you_mean(dotted, flag_names(), "--%s")))
+    raise ConfigError("unknown option --%s%s" % (kinds.printable(dotted),
+                                                 did_you_mean(dotted, flag_names(), "--%s")))
 
 
 def suggest(name, candidates):
