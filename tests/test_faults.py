@@ -167,7 +167,7 @@ def test_huge_numbers_and_deep_regexes_are_config_errors(tmp_path):
 def test_names_from_the_user_never_break_the_one_line(tmp_path, monkeypatch):
     # key and file names may hold newlines, tabs or line separators: shown escaped
     write_config(tmp_path, '"a\\nb" = 1\n[build]\n"x\\u2028y" = 2\n')
-    warnings = load_config(cwd=str(tmp_path), env={}).warnings
+    warnings = [w for w in load_config(cwd=str(tmp_path), env={}).warnings if "unknown" in w]
     assert [w.split(":")[0] for w in warnings] == ["a\\nb", "build.x\\u2028y"]
     monkeypatch.setattr(tomlread, "_FORCE_FALLBACK", True)
     message = config_error(tmp_path, 'cmd = "a\\\x0cb"\n')  # a form feed after the backslash
@@ -195,15 +195,10 @@ def test_an_absolute_build_log_is_joined_below_tmp_dir_as_air_joins_it(tmp_path)
     assert build_log_path(cfg) == (str(tmp_path / "tmp" / "tmp" / "air.log"), None)
 
 
-class Listener:
-    def build_failed(self, command, output, error):
-        pass
-
-
 def failed_build(proj, top=""):
     (proj / ".air.toml").write_text(top + '[build]\ncmd = "echo broken; exit 3"\nlog = "notes.txt"\n')
-    builder = Builder(load_config(cwd=str(proj), env={}), threading.Event(), Listener(),
-                      StrayPipes(), tick_s=0.05)
+    builder = Builder(load_config(cwd=str(proj), env={}), threading.Event(), StrayPipes(),
+                      tick_s=0.05)
     assert builder.run(lambda: False) is False
     return builder
 
@@ -251,8 +246,8 @@ def test_a_failed_build_never_writes_outside_the_project(tmp_path, run_air):
                                     'entrypoint = ["true"]\n' % notes)
     air = run_air([], proj)
     log = proj / "tmp" / notes.relative_to("/")
-    wait_until(lambda: log.exists() and log.read_text() == "broken\n", what="the build log in tmp_dir",
-               output=air.output)
+    wait_until(lambda: log.exists() and "build failed" in log.read_text() and "broken\n" in log.read_text(),
+               what="the build log in tmp_dir", output=air.output)
     air.signal(signal.SIGINT)
     assert air.wait(10) == 0, air.output()
     assert notes.read_text() == "my notes\n"
