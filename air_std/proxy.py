@@ -79,7 +79,9 @@ class LiveReloadProxy(Part):
         self.app_start_timeout_s = proxy_cfg.app_start_timeout_s
         self.subscribers = subscribers if subscribers is not None else Subscribers()
         self.stopping = self.stop_event  # handlers watch it
-        self.last_failure = None  # the build-failed Event since the last app start
+        # the build-failed Event since the last app start; while it is set the runner
+        # has stopped the app (build.stop_on_error), so requests get the 502 page at once
+        self.last_failure = None
         # app start number; written by the runner thread only, read by handlers
         # (an int read or write is atomic in CPython)
         self.generation = 0
@@ -179,7 +181,8 @@ class LiveReloadProxy(Part):
             self._inbox.put("app-started")
 
     def build_failed(self, command, output, error):
-        """Show the failure over every open page (and pages opened later)."""
+        """Show the failure over every open page (and pages opened later); the
+        runner calls it with build.stop_on_error, just before it stops the app."""
         event = Event("build-failed", json.dumps({"command": command, "output": output, "error": error}))
         self.last_failure = event
         n = self.subscribers.publish(event)

@@ -239,6 +239,12 @@ class ProxyHandler(OwnPages, BaseHTTPRequestHandler):
             if stopping.is_set():
                 self._shutting_down()
                 return None
+            if self.proxy.last_failure is not None:
+                # stop_on_error: the runner stopped the app after a failed build and
+                # starts none until a build succeeds; waiting for it would only delay
+                # the 502 page, whose live-reload client shows the failure
+                self._app_down(last, after_failure=True)
+                return None
             if time.monotonic() >= deadline:
                 self._app_down(last)
                 return None
@@ -270,7 +276,8 @@ class ProxyHandler(OwnPages, BaseHTTPRequestHandler):
             self._bad_request(exc)
             return
         for attempt in (1, 2):
-            self._upstream = self.server.upstream.take()
+            # a retry opens a new connection: the idle ones went with the one that failed
+            self._upstream = self.server.upstream.take() if attempt == 1 else None
             reused = self._upstream is not None
             if not reused:
                 self._upstream = self._connect(self._open_upstream)
@@ -289,6 +296,8 @@ class ProxyHandler(OwnPages, BaseHTTPRequestHandler):
                 return
             except AppGone as exc:
                 self._drop_upstream()
+                if reused:
+                    self.server.upstream.clear()  # an idle connection died: most likely, the app did
                 if attempt == 1 and reused and kind is None and self.command in _REPLAYABLE:
                     continue  # a keep-alive connection that died just now: safe to replay
                 self.close_connection = True

@@ -86,7 +86,7 @@ class OwnPages:
         else:
             self._reply(404, b"not found\n")
 
-    def _app_down(self, exc):
+    def _app_down(self, exc, after_failure=False):
         if isinstance(exc, BadReply):
             # the app is up but broke the protocol: a page that reloads itself
             # whenever the app accepts connections would reload for ever
@@ -95,14 +95,18 @@ class OwnPages:
             self.close_connection = True
             self._reply(502, ("bad gateway: %s\n" % line).encode("utf-8"))
             return
-        if isinstance(exc, ConnectionRefusedError):
-            reason = "connection refused"
-        elif isinstance(exc, (socket.timeout, TimeoutError)):
-            reason = "timed out"
+        if after_failure:  # the runner logged the failure; nothing to add to the log
+            line = ("the last build failed: the app on %s:%d is stopped until a build succeeds"
+                    % (APP_HOST, self.proxy.app_port))
         else:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        line = "app not reachable at %s:%d (%s); still building?" % (APP_HOST, self.proxy.app_port, reason)
-        self.proxy.note_app_down(line)
+            if isinstance(exc, ConnectionRefusedError):
+                reason = "connection refused"
+            elif isinstance(exc, (socket.timeout, TimeoutError)):
+                reason = "timed out"
+            else:
+                reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            line = "app not reachable at %s:%d (%s); still building?" % (APP_HOST, self.proxy.app_port, reason)
+            self.proxy.note_app_down(line)
         # after a POST, reloading would send it again: the page loads its address with GET
         again = "location.reload()" if self.command in ("GET", "HEAD") else \
             'location.replace(location.href.split("#")[0])'

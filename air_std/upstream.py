@@ -114,9 +114,15 @@ class UpstreamPool:
         self._track(conn.sock)
         return conn
 
-    def close(self):
+    def clear(self):
+        """Close every idle connection (the app they lead to has gone)."""
         with self._lock:
-            self._closed = True
             idle, self._idle = list(self._idle), deque()
         for conn in idle:
             self.discard(conn)
+
+    def close(self):
+        """At shutdown: close the idle connections, and any given back later."""
+        with self._lock:
+            self._closed = True
+        self.clear()
