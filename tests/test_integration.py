@@ -107,8 +107,11 @@ def test_failed_build_with_stop_on_error_stops_the_app_until_fixed(tmp_path, run
     # the build log is appended to, one entry per failure, as Air's writeBuildErrorLog appends
     (proj / "app.py").write_text(good + "\nbroken again(\n")
     air.wait_for("build failed", count=2, timeout=15)
-    log = (proj / "tmp" / "build-errors.log").read_text()
-    assert log.count("build failed: ") == 2 and log.count("SyntaxError") == 2, log
+    log_file = proj / "tmp" / "build-errors.log"
+    # the entry is appended after the terminal line is printed: wait for it
+    wait_until(lambda: log_file.read_text().count("build failed: ") == 2, timeout=15,
+               what="the second build-log entry", output=air.output)
+    assert log_file.read_text().count("SyntaxError") == 2, log_file.read_text()
     air.signal(signal.SIGINT)
     assert_clean_exit(air)
 
