@@ -42,7 +42,7 @@ MATRIX_VERSIONS ?= 3.8 3.9 3.10 3.11 3.12 3.13
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 UNIT_TESTS ?= -m "not e2e"
 
-.PHONY: test-matrix stress bench bench-peers
+.PHONY: test-matrix stress bench bench-peers fuzz
 BENCH_ARGS ?=
 
 # Benchmarks: ratios against a baseline measured in the same run (see README "Performance").
@@ -51,6 +51,7 @@ bench: pyz
 	$(PYTHON) bench/bench_startup.py $(BENCH_ARGS) | tee bench/results/startup.md
 	$(PYTHON) bench/bench_watcher.py $(BENCH_ARGS) | tee bench/results/watcher.md
 	$(PYTHON) bench/bench_proxy.py $(BENCH_ARGS) | tee bench/results/proxy.md
+	$(PYTHON) bench/bench_build_output.py $(BENCH_ARGS) | tee bench/results/build_output.md
 	@if command -v chromium >/dev/null 2>&1; then $(PYTHON) bench/bench_browser.py $(BENCH_ARGS) | tee bench/results/browser.md; \
 	 else echo "bench_browser: skipped (no chromium; apt-get install chromium)"; fi
 
@@ -58,6 +59,15 @@ bench: pyz
 bench-peers: pyz
 	@mkdir -p bench/results
 	$(PYTHON) bench/bench_peers.py $(BENCH_ARGS) | tee bench/results/peers.md
+
+# The config fuzzer at scale: FUZZ_CASES mutated corpus configs from a fresh seed
+# (printed; AIR_FUZZ_SEED=S make fuzz replays a run), on both TOML paths and
+# through the real CLI. `make test` runs 300 cases from a fixed seed.
+FUZZ_CASES ?= 20000
+fuzz: venv
+	@seed=$${AIR_FUZZ_SEED:-$$(date +%s)}; echo "config fuzzer: $(FUZZ_CASES) cases, AIR_FUZZ_SEED=$$seed"; \
+	 AIR_REQUIRE_CORPUS=1 AIR_FUZZ_SEED=$$seed AIR_FUZZ_CASES=$(FUZZ_CASES) \
+	 $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_config_fuzz.py
 
 # The shutdown stress test, many more runs than `make test` does.
 AIR_STRESS_RUNS ?= 200

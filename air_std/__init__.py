@@ -5,3 +5,32 @@ so each mode imports only the modules it needs.
 """
 
 __version__ = "0.1.0"
+
+# Ctrl-C before the engine has its own handlers. Python's handler raises
+# KeyboardInterrupt, which ends the run with 130; but Python drops an exception
+# raised inside a finalizer or weakref callback ("Exception ignored in ..."),
+# and the import system runs such callbacks while air_std's modules load. So
+# the handler also remembers the signal, and the engine, once its handlers are
+# in place, acts on any it finds here: a Ctrl-C is never lost.
+early_signals = []
+
+
+def _on_early_sigint(signum, frame):
+    early_signals.append(signum)
+    raise KeyboardInterrupt
+
+
+def catch_early_signals():
+    """Main thread, first thing: install the handler above (once)."""
+    import signal
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        try:
+            signal.signal(signal.SIGINT, _on_early_sigint)
+        except ValueError:  # not the main thread (an embedding program): leave it
+            pass
+
+
+def version_line():
+    """air_std's version line: `-v` ends with it, and it is the default start-up banner."""
+    import sys
+    return "air_std %s (python %d.%d.%d)" % ((__version__,) + tuple(sys.version_info[:3]))

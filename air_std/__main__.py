@@ -3,13 +3,16 @@ for `python air_std.pyz` (main thread).
 
 The import of the CLI is inside the same guard as main(): a Ctrl-C while
 air_std's own modules are still loading ends the run with 130 and one quiet
-exit, not a KeyboardInterrupt traceback.
+exit, not a KeyboardInterrupt traceback (and one that Python swallows is
+still acted on: see air_std.catch_early_signals).
 """
 
 import sys
 
 if __name__ == "__main__":
     try:
+        import air_std
+        air_std.catch_early_signals()
         from air_std.cli import main
         code = main()
     except KeyboardInterrupt:

@@ -3,7 +3,8 @@ exited, `rerun`, and stopping its whole tree.
 
 Used by the runner thread only; no thread of its own. There is at most one
 app at a time, plus, after it exited on its own, what it left running (its
-process group), which is stopped with the next restart or at shutdown.
+process group, and the daemons it started outside it, found by their tag),
+which is stopped with the next restart or at shutdown.
 """
 
 import logging
@@ -18,6 +19,9 @@ from air_std import envfile, process, proctable
 __all__ = ["App", "MIN_GRACE_S"]
 
 log = logging.getLogger("air_std.runner")
+# An app that cannot start is reported as Air's mainLog reports it ("failed to
+# start"), so that log.main_only still shows it.
+main_log = logging.getLogger("air_std.main")
 
 # With Air's default kill_delay of 0 Air sends SIGKILL at once; air_std still gives
 # the app this long to exit on SIGTERM/SIGINT before escalating.
@@ -79,7 +83,7 @@ class App:
         try:
             command, shell = self.command()
         except FileNotFoundError as exc:
-            log.error("%s", exc)
+            main_log.error("%s", exc)
             return False
         env = envfile.load(self.cfg.env_files, self.cfg.root_path)
         env[proctable.ROLE_VAR] = "app"  # inherited by all it starts: see proctable.ROLE_VAR
@@ -88,7 +92,7 @@ class App:
         try:
             self.proc = process.spawn(command, cwd=self.cfg.root_path, env=env, shell=shell)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
-            log.error("cannot start the app (%s): %s", shown, exc)
+            main_log.error("cannot start the app (%s): %s", shown, exc)
             return False
         self.on_started()
         return True
@@ -135,6 +139,13 @@ class App:
             process.stop(exited, sig, grace_s=self.grace_s, name="app", force=self.force, adopt=True)
         proc, self.proc = self.proc, None
         if proc is None:
+            self._stop_daemons(sig)
             return
         code = process.stop(proc, sig, grace_s=self.grace_s, name="app", force=self.force, adopt=True)
         log.info("app stopped (%s)", process.describe_exit(code))
+
+    def _stop_daemons(self, sig):
+        # With no app to stop, what it daemonized (double fork, setsid: out of its
+        # group, so not kept in _exited) would hold its port against the next start.
+        # Stopping the app above takes these too (adopt=True).
+        process.stop_adopted(sig, grace_s=self.grace_s, name="app", force=self.force)

@@ -5,9 +5,14 @@ Used by the runner thread only; no thread of its own. While a command runs,
 runner whether a newer change or a stop arrived (`cancel_requested`); if so
 it stops the command's process group and raises BuildCancelled.
 
-A failed build is reported three ways: a log line, the build log file
-(`build.log` in tmp_dir, Air's build-errors.log) and the listener (the
-proxy's error overlay), the last two with the tail of the output.
+A failed command is reported with a log line and an entry appended to the
+build log (`build.log` in tmp_dir, Air's build-errors.log), and kept in
+`failure` (command, output tail, error) for the runner, which decides what
+follows from build.stop_on_error (the browser's overlay among it).
+
+A failing pre_cmd is handled as Air's buildRun (runner/engine.go) handles it:
+the remaining pre_cmd entries are skipped, and with stop_on_error = true the
+build ends there; with false, cmd still runs.
 """
 
 import logging
@@ -16,7 +21,7 @@ import signal
 import subprocess
 import time
 
-from air_std import envfile, process, proctable, waitio
+from air_std import config, envfile, process, proctable, waitio
 from air_std.buildoutput import READ_SIZE, BuildOutput
 
 __all__ = ["Builder", "BuildCancelled"]
@@ -38,42 +43,52 @@ class BuildCancelled(Exception):
 class Builder:
     """Runs the build commands of one config; `written_files` lists what it wrote.
 
-    force: a second Ctrl-C (ends a cancelled build's grace). listener: told
-    `build_failed(command, output, error)`. strays: a buildoutput.StrayPipes
-    that takes over the output of what a command left running.
+    force: a second Ctrl-C (ends a cancelled build's grace). strays: a
+    buildoutput.StrayPipes that takes over the output of what a command left
+    running. After a failed run, `failure` is (command, output tail, error).
     """
 
-    def __init__(self, cfg, force, listener, strays, tick_s=0.1):
+    def __init__(self, cfg, force, strays, tick_s=0.1):
         self.cfg = cfg
         self.force = force
-        self.listener = listener
         self.strays = strays
         self.tick_s = tick_s
         self.written_files = []  # the build log, for clean_on_exit
-
-    def commands(self):
-        commands = [c for c in self.cfg.build.pre_cmd if c.strip()]
-        if self.cfg.build.cmd.strip():
-            commands.append(self.cfg.build.cmd)
-        return commands
+        self.failure = None
 
     def run(self, cancel_requested):
-        """Run pre_cmd then cmd; True on success. Raises BuildCancelled once
-        cancel_requested() (called between reads of the output) is true."""
-        commands = self.commands()
-        if not commands:
+        """Run pre_cmd then cmd; True when every command succeeded. Raises
+        BuildCancelled once cancel_requested() (called between reads of the
+        output) is true."""
+        b = self.cfg.build
+        pre = [c for c in b.pre_cmd if c.strip()]
+        if not pre and not b.cmd.strip():
             return True
         log.info("building...")
+        self.failure = None
         started = time.monotonic()
         env = envfile.load(self.cfg.env_files, self.cfg.root_path)
         env[proctable.ROLE_VAR] = "build"
-        for command in commands:
-            code, output = self.run_command(command, env, cancel_requested)
-            if code != 0:
-                self._report_failure(command, code, output)
-                return False
+        for command in pre:
+            if not self._run_one(command, env, cancel_requested):
+                if b.stop_on_error:
+                    return False
+                # Air's buildRun: without stop_on_error a failed pre_cmd does not stop cmd
+                if b.cmd.strip():
+                    log.info("running build.cmd anyway (build.stop_on_error = false)")
+                break
+        if b.cmd.strip() and not self._run_one(b.cmd, env, cancel_requested):
+            return False
+        if self.failure is not None:
+            return False
         log.info("build ok in %.2fs", time.monotonic() - started)
         return True
+
+    def _run_one(self, command, env, cancel_requested):
+        code, output = self.run_command(command, env, cancel_requested)
+        if code != 0:
+            self._report_failure(command, code, output)
+        return code == 0
 
     def run_command(self, command, env, cancel_requested):
         """(exit status, tail of the output) of one command; raises BuildCancelled."""
@@ -132,17 +147,26 @@ class Builder:
         if code == 127:
             hint = " (command not found: check build.cmd / build.pre_cmd)"
         log.error("build failed: %s%s", error, hint)
-        self._write_build_log(output)
-        self.listener.build_failed(command, output, error + hint)
+        self._write_build_log(command, error, output)
+        self.failure = (command, output, error + hint)
 
-    def _write_build_log(self, output):
-        if not self.cfg.build.log:
+    def _write_build_log(self, command, error, output):
+        """Append one entry per failure, as Air's writeBuildErrorLog appends (Air
+        writes only the error's text, such as "exit status 1", with no newline;
+        an entry here says when, which command, how it ended, and the output).
+        Only ever inside tmp_dir (config.build_log_path)."""
+        path, why_not = config.build_log_path(self.cfg)
+        if path is None:
+            if why_not:
+                log.warning("build log not written: %s", why_not)
             return
-        path = os.path.join(self.cfg.tmp_path, self.cfg.build.log)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        if output and not output.endswith("\n"):
+            output += "\n"
         try:
-            os.makedirs(self.cfg.tmp_path, exist_ok=True)
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(output)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write("=== %s build failed: %s\n%s\n" % (stamp, error, output))
             if path not in self.written_files:
                 self.written_files.append(path)
         except OSError as exc:

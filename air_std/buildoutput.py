@@ -20,6 +20,7 @@ import logging
 import os
 
 from air_std import waitio
+from air_std.log import OUTPUT
 
 __all__ = ["LineLog", "BuildOutput", "StrayPipes", "READ_SIZE", "MAX_LINE_BYTES",
            "CUT_MARK", "TAIL_BYTES"]
@@ -117,7 +118,8 @@ class LineLog:
 
     def _log(self, texts):
         if texts:
-            self.logger.info("%s", "\n".join(texts))
+            # marked as output: log.silent and log.main_only never hide it (see log.py)
+            self.logger.info("%s", "\n".join(texts), extra=OUTPUT)
 
 
 class BuildOutput:

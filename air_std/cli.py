@@ -16,11 +16,11 @@ argparse's 2) so scripts only need to tell 0 from non-zero.
 import os
 import sys
 
-from air_std import __version__
+from air_std import catch_early_signals, version_line
 from air_std.errors import AirError, interrupted
 
 USAGE = """\
-usage: air-std [-c FILE] [-d] [--print-config] [--KEY VALUE ...] [-- APP_ARGS ...]
+usage: air-std [-c FILE] [-d] [--color MODE] [--print-config] [--KEY VALUE ...] [-- APP_ARGS ...]
        air-std init
        air-std -v | -h
 
@@ -31,17 +31,24 @@ from $air_wd when that is set.
 options:
   -c FILE           config file to use instead of ./.air.toml
   -d                debug logging
-  -v, --version     print the version and exit
+  --color MODE      auto (colour on a terminal, unless NO_COLOR is set), always or never;
+                    wins over [color] mode
+  -v, --version     print the start-up banner and the version, and exit
   --print-config    print the effective configuration as JSON and exit
   -h, --help        show this help and exit
   init              write a commented .air.toml for the project in the current directory
   --                everything after it is passed to the app as arguments
 
+signals:
+  SIGINT (Ctrl-C), SIGTERM, SIGHUP   stop the app, run post_cmd, exit 0
+  SIGQUIT (Ctrl-\\), a second Ctrl-C  kill everything now
+  SIGUSR1 (kill -USR1 PID)           rebuild and restart the app now
+
 config overrides (Air's dotted flags; applied after the file):
   --build.cmd "make build"            --KEY VALUE or --KEY=VALUE, any config key
   --build.exclude_dir a,b             lists are comma-separated; repeating the flag
   --build.exclude_dir c               extends the list (the first one replaces the file's)
-  --build.poll true                   booleans: true/false, 1/0, yes/no
+  --build.poll true                   booleans: true/false, 1/0, yes/no, t/f
   --build.kill_delay 2s               durations: Go syntax (500ms, 2s) or a number
   --proxy.enabled --proxy.proxy_port 8090 --proxy.app_port 8080
 """
@@ -59,6 +66,7 @@ class Options:
         self.init = False
         self.show_help = False
         self.show_version = False
+        self.color = None     # --color, when given
         self.overrides = []   # [(dotted_key, raw string)] in command-line order
         self.app_args = []
 
@@ -94,6 +102,13 @@ def parse_args(argv):
             opts.debug = True
         elif name == "print-config":
             opts.print_config = True
+        elif name == "color":
+            if not eq:
+                if i >= len(args):
+                    raise UsageError("--color needs a value: auto, always or never")
+                value = args[i]
+                i += 1
+            opts.color = _colour_mode(value)
         elif name in ("c", "config"):
             if not eq:
                 if i >= len(args):
@@ -138,8 +153,27 @@ def _wrap(words, width=78, indent="  "):
     return "\n".join(lines)
 
 
-def _version():
-    return "air_std %s (python %d.%d.%d)" % ((__version__,) + tuple(sys.version_info[:3]))
+def _colour_mode(value):
+    """--color's value, checked like Air's main() checks it ("" is auto there too)."""
+    from air_std.log import COLOUR_MODES
+    if value not in COLOUR_MODES + ("",):
+        raise UsageError("--color: expected auto, always or never, got %r" % value)
+    return value or "auto"
+
+
+def _print_version(opts):
+    """Air's printVersionOutput (main.go): the config's startup_banner, when it is
+    set and not empty, then the version line. A config that cannot be read is
+    no reason to fail -v: the version line alone is printed then, as in Air."""
+    banner = None
+    try:
+        from air_std import config
+        banner = config.load_config(opts.config_file, opts.overrides).misc.startup_banner
+    except AirError:
+        pass
+    if banner:
+        sys.stdout.write(banner if banner.endswith("\n") else banner + "\n")
+    print(version_line())
 
 
 def _init():
@@ -153,21 +187,21 @@ def _run(opts):
         _print_help()
         return 0
     if opts.show_version:
-        print(_version())
+        _print_version(opts)
         return 0
     if opts.init:
         return _init()
     from air_std import config
     cfg = config.load_config(opts.config_file, opts.overrides)
-    for warning in cfg.warnings:
+    from air_std import log
+    for warning in cfg.warnings + tuple(log.unknown_colours(cfg)):
         sys.stderr.write("air_std: warning: %s\n" % warning)
     if opts.print_config:
         import json
         sys.stdout.write(json.dumps(config.config_to_dict(cfg), indent=2) + "\n")
         sys.stdout.flush()
         return 0
-    from air_std import log
-    log.setup_from_config(cfg, opts.debug)
+    log.setup_from_config(cfg, opts.debug, colour_mode=opts.color)
     from air_std import engine
     return engine.run(cfg, app_args=opts.app_args)
 
@@ -176,6 +210,7 @@ def main(argv=None):
     """Entry point of `air-std`, `python -m air_std` and the zipapp; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     try:
+        catch_early_signals()  # again for the `air-std` script, which starts here
         return _run(parse_args(argv))
     except AirError as exc:
         sys.stderr.write("air_std: error: %s\n" % exc)

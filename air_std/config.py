@@ -18,6 +18,7 @@ their paths resolved and their lists turned into tuples.
 """
 
 import os
+import stat
 import sys
 import types
 from dataclasses import field, make_dataclass
@@ -25,10 +26,15 @@ from typing import Optional
 
 from air_std import kinds, schema
 from air_std.errors import ConfigError
-from air_std.schema import BY_SECTION, KEYS, PLATFORMS, RULE_KEYS
+from air_std.schema import BY_SECTION, KEYS, PLATFORMS, RULE_KEY, RULE_KEYS
 
 CONFIG_NAME = ".air.toml"
+# Air's defaultPathConfig (runner/config.go) reads this one when .air.toml is absent.
+SECOND_CONFIG_NAME = os.path.join(".config", "air.toml")
 LEGACY_CONFIG_NAME = ".air.conf"
+# The largest config file read. The biggest .air.toml of the corpus is a few KiB;
+# the bound keeps a wrong -c (a log, an image) from filling memory.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 def current_platform():
@@ -57,10 +63,24 @@ class _Section:
                 object.__setattr__(self, key.name, tuple(value))
 
 
+def new_rule(index):
+    """A [[build.rules]] entry with every key at its default."""
+    rule = {key.name: key.default for key in RULE_KEYS}
+    rule["name"] = "rule-%d" % index
+    return rule
+
+
+def _frozen_rule(index, given):
+    # A rule built by hand (tests) gets the defaults of the keys it leaves out.
+    rule = new_rule(index)
+    rule.update((name, tuple(v) if isinstance(v, list) else v) for name, v in dict(given).items())
+    return types.MappingProxyType(rule)
+
+
 class _Build(_Section):
     def __post_init__(self):
         super().__post_init__()
-        rules = tuple(types.MappingProxyType(dict(rule)) for rule in self.rules)
+        rules = tuple(_frozen_rule(i, rule) for i, rule in enumerate(self.rules))
         object.__setattr__(self, "rules", rules)
         # load_config() passes the patterns it compiled (and checked, with the file
         # or flag in the message); anything else is compiled here, once.
@@ -73,7 +93,7 @@ class _Build(_Section):
 class _Top(_Section):
     def __post_init__(self):
         super().__post_init__()
-        object.__setattr__(self, "warnings", tuple(self.warnings))
+        object.__setattr__(self, "warnings", tuple(kinds.printable(w) for w in self.warnings))
         # load_config() resolves the three paths against air_wd or cwd; a config
         # built by hand resolves them here. dataclasses.replace() carries them over,
         # so a variant with another root must pass root_path="" to have it redone.
@@ -214,27 +234,30 @@ class _Loader:
         self.platform_blocks[platform] = block
 
     def read_rules(self, value):
-        # [[build.rules]] is only loaded and checked here; a single [build.rules]
-        # table is taken as one rule rather than refused.
+        # Checked as Air's normalizeRules (runner/config.go) checks them; a
+        # single [build.rules] table is taken as one rule rather than refused.
         tables = [value] if isinstance(value, dict) else value
         if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
             raise ConfigError("%s: expected an array of tables [[build.rules]], got %s"
                               % (self.label("build.rules"), kinds.show(value)))
-        by_name = {key.name: key for key in RULE_KEYS}
         for index, table in enumerate(tables):
             prefix = "build.rules[%d]" % index
-            rule = {key.name: key.default for key in RULE_KEYS}
-            rule["name"] = "rule-%d" % index
-            candidates = ["%s.%s" % (prefix, name) for name in by_name]
+            rule = new_rule(index)
+            candidates = ["%s.%s" % (prefix, name) for name in RULE_KEY]
             for name, item in table.items():
                 dotted = "%s.%s" % (prefix, name)
-                if name in by_name:
-                    rule[name] = by_name[name].kind.check(item, self.label(dotted))
+                if name in RULE_KEY:
+                    rule[name] = RULE_KEY[name].kind.check(item, self.label(dotted))
                 else:
                     self.warn_unknown(dotted, item, candidates)
+            if not rule["name"]:
+                rule["name"] = "rule-%d" % index
             if not rule["cmd"].strip():
                 raise ConfigError("%s: cmd is required (the command to run when a matched file changes)"
                                   % self.label(prefix))
+            if not (rule["include_dir"] or rule["include_ext"] or rule["include_file"]):
+                raise ConfigError("%s: needs at least one of include_dir, include_ext or include_file "
+                                  "(the files that run it)" % self.label(prefix))
             kinds.compile_patterns(rule["exclude_regex"], self.label(prefix + ".exclude_regex"))
             self.rules.append(rule)
 
@@ -266,6 +289,40 @@ class _Loader:
             seen.add(dotted)
             self.set(key, value, label)
 
+    def adjust_defaults_for_tmp_dir(self):
+        """Air's adjustDefaultsForTmpDir (runner/config.go): with another tmp_dir,
+        build.cmd, build.bin and build.exclude_dir that still hold their default
+        values follow it (tmp_dir = "out": "go build -o ./out/main .", "./out/main",
+        "out" instead of "tmp" in the default exclude_dir). Values are compared, not
+        origins, as Air compares them."""
+        top, build = BY_SECTION[""], BY_SECTION["build"]
+        tmp = self.get(top["tmp_dir"])
+        if tmp == top["tmp_dir"].default:
+            return
+        new_bin = os.path.normpath(os.path.join(tmp, "main"))
+        if not os.path.isabs(tmp):
+            new_bin = "./" + new_bin
+        cmd, bin_, exclude = build["cmd"], build["bin"], build["exclude_dir"]
+        if self.get(cmd) == cmd.default:
+            self.values[cmd] = "go build -o %s ." % new_bin
+        if self.get(bin_) == bin_.default:
+            self.values[bin_] = new_bin
+        if self.get(exclude) == exclude.default:
+            self.values[exclude] = tuple(tmp if d == top["tmp_dir"].default else d for d in exclude.default)
+
+    def deprecated_bin(self, from_file, overrides):
+        """Air's warnDeprecatedBin: build.bin without build.entrypoint, when a
+        config file was read or --build.bin given (so plain `air_std` with no
+        file stays quiet). Not with full_bin, which runs instead of bin."""
+        build = BY_SECTION["build"]
+        if not (from_file or any(dotted == "build.bin" for dotted, _ in overrides)):
+            return
+        if self.get(build["entrypoint"]) or not self.get(build["bin"]) or self.get(build["full_bin"]):
+            return
+        self.warnings.append("%s is deprecated in Air; set build.entrypoint instead "
+                             "(entrypoint = [%s])" % (self.where(build["bin"]),
+                                                      kinds.show(self.get(build["bin"])).replace("'", '"')))
+
     def finish(self):
         """Checks that involve the final values, then the values for the classes:
         {section: {name: value}}."""
@@ -274,10 +331,12 @@ class _Loader:
             key = BY_SECTION[""][name]
             if self.get(key) == "":
                 self.values[key] = key.default
+        self.adjust_defaults_for_tmp_dir()
         final = {section: {} for section in schema.SECTIONS}
         for key in KEYS:
             value = self.get(key)
             final[key.section][key.name] = key.clean(value) if key.clean else value
+        _check_build_log(final["build"]["log"], self.where(BY_SECTION["build"]["log"]))
         regex = BY_SECTION["build"]["exclude_regex"]
         final["build"]["exclude_regex_compiled"] = kinds.compile_patterns(
             final["build"]["exclude_regex"], self.where(regex))
@@ -294,8 +353,74 @@ class _Loader:
         return final
 
 
+def _refuse_dirs_holding_root(loader, root_path, build):
+    """An include_dir outside root is watched as a tree of its own (Air's
+    normalizeIncludeDirs); one that holds root ("..", "/") would watch root
+    twice over and everything beside it, so it is refused, naming the key."""
+    entries = [(loader.where(BY_SECTION["build"]["include_dir"]), d) for d in build["include_dir"]]
+    for index, rule in enumerate(build["rules"]):
+        entries += [(loader.label("build.rules[%d].include_dir" % index), d)
+                    for d in rule["include_dir"]]
+    for label, entry in entries:
+        if not entry.strip():
+            continue
+        full = os.path.normpath(os.path.join(root_path, entry.strip()))
+        if full != root_path and os.path.relpath(root_path, full).split(os.sep)[0] != "..":
+            raise ConfigError("%s: %r holds root (%s), so it would watch root twice and all beside it; "
+                              "name the directories beside root instead (for example '../shared')"
+                              % (label, entry, root_path))
+
+
 def _raise_not_table(label, dotted, value):
     raise ConfigError("%s: expected a table [%s], got %s" % (label, dotted, kinds.show(value)))
+
+
+def _log_in_tmp(name):
+    """build.log as a path relative to tmp_dir, the way Air joins the two (Go's
+    filepath.Join: a leading '/' does not leave tmp_dir, so "/tmp/air.log" is
+    tmp_dir/tmp/air.log), or None when it climbs out of tmp_dir ('../x') or
+    names tmp_dir itself."""
+    rel = os.path.normpath(name.lstrip("/"))
+    if rel == "." or rel == ".." or rel.startswith("../"):
+        return None
+    return rel
+
+
+def _check_build_log(name, label):
+    """A failed build writes its output to build.log: it must stay inside tmp_dir."""
+    if name and _log_in_tmp(name) is None:
+        raise ConfigError("%s: expected a file name inside tmp_dir, like 'build-errors.log', got %s "
+                          "(the build log is written only inside tmp_dir)" % (label, kinds.show(name)))
+
+
+def _inside(path, parent):
+    """Is `path` strictly below `parent` (both absolute and resolved)?"""
+    return path != parent and os.path.commonpath([path, parent]) == parent
+
+
+def build_log_path(cfg):
+    """Where a failed build's output may be written: (path, None), or (None,
+    why not) -- (None, None) when build.log is empty.
+
+    Only inside tmp_dir, and only while tmp_dir is inside root: tmp_dir may
+    name a shared place such as /tmp, where another user can put a symlink
+    under the log's name. The real paths are compared when the log is about
+    to be written, so a symlink in the project cannot lead it elsewhere either.
+    """
+    if not cfg.build.log:
+        return None, None
+    rel = _log_in_tmp(cfg.build.log)
+    if rel is None:  # a config built by hand; load_config() refuses it
+        return None, "build.log %s leads out of tmp_dir" % kinds.show(cfg.build.log)
+    path = os.path.join(cfg.tmp_path, rel)
+    root = os.path.realpath(cfg.root_path)
+    tmp = os.path.realpath(cfg.tmp_path)
+    if not _inside(tmp, root):
+        return None, "tmp_dir %s is not inside root %s (air_std writes only inside the project)" % (
+            cfg.tmp_path, cfg.root_path)
+    if not _inside(os.path.realpath(path), tmp):
+        return None, "%s leads out of tmp_dir %s (a symlink?)" % (path, cfg.tmp_path)
+    return path, None
 
 
 def _find_file(path, cwd, base, warnings):
@@ -307,9 +432,9 @@ def _find_file(path, cwd, base, warnings):
         if os.path.isdir(full):
             raise ConfigError("%s: is a directory, expected a .air.toml file" % path)
         return full, path
-    for name in (CONFIG_NAME, LEGACY_CONFIG_NAME):
+    for name in (CONFIG_NAME, SECOND_CONFIG_NAME, LEGACY_CONFIG_NAME):
         full = os.path.join(base, name)
-        if os.path.isfile(full):
+        if os.path.lexists(full):  # not a file (a FIFO, a broken link): an error when read
             display = name if os.path.samefile(base, cwd) else full
             if name == LEGACY_CONFIG_NAME:
                 warnings.append("%s: .air.conf is Air's deprecated config name; rename it to %s"
@@ -318,17 +443,63 @@ def _find_file(path, cwd, base, warnings):
     return None, None
 
 
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _check_regular(st, display):
+    if stat.S_ISREG(st.st_mode):
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError("%s: %d bytes; a config file may have at most %d (is it the right file?)"
+                              % (display, st.st_size, MAX_CONFIG_BYTES))
+        return
+    what = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+    raise ConfigError("%s: is %s; expected a .air.toml file" % (display, what))
+
+
+def _read_config_bytes(full, display):
+    """The file's bytes: a regular file only, at most MAX_CONFIG_BYTES.
+
+    Opened without blocking (a FIFO would wait for a writer forever) and
+    checked again once open (it may have been replaced since the stat); read
+    with a bound, since /proc files and growing files say nothing true in st_size.
+    """
+    try:
+        _check_regular(os.stat(full), display)   # devices are never opened
+        fd = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        try:
+            _check_regular(os.fstat(fd), display)
+            chunks, size = [], 0
+            while size <= MAX_CONFIG_BYTES:
+                chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and os.path.islink(full):
+            raise ConfigError("%s: a symbolic link to %s, which does not exist"
+                              % (display, os.readlink(full))) from None
+        raise ConfigError("%s: cannot read: %s" % (display, exc.strerror or exc)) from None
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError("%s: more than %d bytes; a config file may have at most that (is it the "
+                          "right file?)" % (display, MAX_CONFIG_BYTES))
+    return b"".join(chunks)
+
+
 def _read_toml(full, display):
     from air_std import tomlread   # imported here: TOML parsing costs a few ms at start-up
 
     try:
         # utf-8-sig: a BOM written by some Windows editors is not a TOML error.
-        with open(full, encoding="utf-8-sig") as f:
-            text = f.read()
+        text = _read_config_bytes(full, display).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError("%s: not UTF-8 text (byte %d); save it as UTF-8" % (display, exc.start)) from None
-    except OSError as exc:
-        raise ConfigError("%s: cannot read: %s" % (display, exc.strerror or exc)) from None
+    # what reading in text mode did before: universal newlines
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     try:
         return tomlread.loads(text)
     except tomlread.TomlDecodeError as exc:
@@ -344,6 +515,18 @@ def load_config(path=None, overrides=None, cwd=None, env=None):
     Relative paths (root, tmp_dir) resolve against $air_wd when set, else cwd; air_std
     never chdirs, so the engine runs commands with cwd=cfg.root_path.
     """
+    try:
+        return _load_config(path, overrides, cwd, env)
+    except ConfigError as exc:
+        # One rule for every message: a file or key name holding a newline or a
+        # control character must not break the one line (warnings: in Config).
+        message = str(exc)
+        if message.isprintable():
+            raise
+        raise ConfigError(kinds.printable(message)) from None
+
+
+def _load_config(path, overrides, cwd, env):
     cwd = os.path.abspath(os.getcwd() if cwd is None else cwd)
     env = os.environ if env is None else env
     base = cwd
@@ -363,8 +546,10 @@ def load_config(path=None, overrides=None, cwd=None, env=None):
     loader.apply_mergo_defaults()
     loader.apply_overrides(overrides or [], platform)
     final = loader.finish()
+    loader.deprecated_bin(full is not None, overrides or [])
     top = final.pop("")
     root_path = os.path.normpath(os.path.join(base, os.path.expanduser(top["root"])))
+    _refuse_dirs_holding_root(loader, root_path, final["build"])
     return Config(
         config_path=full, root_path=root_path, warnings=loader.warnings,
         tmp_path=os.path.normpath(os.path.join(root_path, top["tmp_dir"])),

@@ -11,6 +11,9 @@ is also due at `cap_s` after its first change: ten delays, and at least 2 s so
 that a short delay still lets a burst of saves through as one batch. Taking
 the batch starts a new window: changes that arrive while a build runs are
 timed from their own arrival, not from the batch being built.
+
+A restart asked for by hand (SIGUSR1) makes the batch due at once, with
+whatever changes are pending.
 """
 
 import time
@@ -31,9 +34,15 @@ class Debouncer:
         self._paths = []
         self._first = None
         self._last = None
+        self._now = None   # when a restart was asked for, if one was
 
     def __bool__(self):
-        return bool(self._paths)
+        return bool(self._paths) or self._now is not None
+
+    def request_now(self):
+        """A restart asked for by hand: due at once (the pending paths go with it)."""
+        if self._now is None:
+            self._now = self.clock()
 
     def add(self, paths):
         """Note changed paths, now; an empty sequence changes nothing."""
@@ -47,6 +56,8 @@ class Debouncer:
 
     def deadline(self):
         """The clock value at which the pending changes are due; None if there are none."""
+        if self._now is not None:
+            return self._now
         if not self._paths:
             return None
         return min(self._last + self.delay_s, self._first + self.cap_s)
@@ -66,5 +77,5 @@ class Debouncer:
         """The pending paths, in arrival order; the next change opens a new window."""
         paths = self._paths
         self._paths = []
-        self._first = self._last = None
+        self._first = self._last = self._now = None
         return paths

@@ -1,19 +1,22 @@
 """The engine: builds the parts, owns the shutdown Event, runs the shutdown
 sequence. Everything here runs on the main thread.
 
-Signals: a handler only writes one byte to a self-pipe. Event.set() takes a
-lock, and a handler that calls it while the main thread is inside the same
-Event's wait() can deadlock (the handler runs on the main thread, between
-two bytecodes of that wait). So the main thread parks in poll() on the pipe
-and acts in normal code: the first byte starts the shutdown, a second one
-(another Ctrl-C) sets `force`, which ends every grace period and SIGKILLs
-what is left. Threads that crash write to the same pipe.
+Signals: a handler only writes one byte (the signal's number) to a
+self-pipe. Event.set() takes a lock, and a handler that calls it while the
+main thread is inside the same Event's wait() can deadlock (the handler runs
+on the main thread, between two bytecodes of that wait). So the main thread
+parks in poll() on the pipe and acts in normal code: a stop signal starts
+the shutdown, a second one (another Ctrl-C) sets `force`, which ends every
+grace period and SIGKILLs what is left; SIGUSR1 asks the runner for a
+restart; the rest of the signals that would end air_std are ignored (see
+the tables below). Threads that crash write to the same pipe.
 
-The parts (watcher, runner, proxy) share one contract (part.Part). They
-start in the order proxy (its port is checked before anything runs),
-watcher (the baseline is taken before the first build), runner; they stop
-in the order data flows: watcher, runner (cancels a build, stops the app,
-runs post_cmd, bounded), proxy (subscribers closed, server shut down).
+The parts (watcher, rules when [[build.rules]] has any, runner, proxy)
+share one contract (part.Part). They start in the order proxy (its port is
+checked before anything runs), watcher (the baseline is taken before the
+first build), rules, runner; they stop in the order data flows: watcher,
+rules (stops a running rule command), runner (cancels a build, stops the
+app, runs post_cmd, bounded), proxy (subscribers closed, server shut down).
 Then tmp cleanup (only with clean_on_exit, only what air_std made), a last
 sweep of any descendant, and a report of any thread that did not end.
 """
@@ -28,18 +31,66 @@ import sys
 import threading
 import time
 
-from air_std import process, waitio
+from air_std import early_signals, log as airlog, process, version_line, waitio
 from air_std.errors import AirError
 
 log = logging.getLogger("air_std.main")
 
-# SIGQUIT (Ctrl-\\) is what people press when Ctrl-C seems stuck: it forces at once,
-# instead of killing air_std by default and leaving the app (in its own session) alive.
-SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+# What air_std does with each signal whose default action would end it: none
+# may end it without the shutdown sequence, which would leave the app (in its
+# own session) running and holding its port.
+# Stop cleanly. SIGXCPU: the CPU-time limit was reached and the kernel will
+# SIGKILL at the hard limit, so stop the app while there is time; SIGPWR: the
+# power is failing (UPS daemons, init).
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGXCPU", "SIGPWR")
+# Kill everything now. SIGQUIT (Ctrl-\\) is what people press when Ctrl-C seems
+# stuck; SIGABRT is what supervisors send to abort (systemd's watchdog).
+FORCE_SIGNALS = ("SIGQUIT", "SIGABRT")
+# Rebuild and restart the app now, as if a file had changed (nodemon's `rs`).
+RESTART_SIGNALS = ("SIGUSR1",)
+# Left at their default: SIGKILL and SIGSTOP cannot be caught; SIGCHLD, SIGURG,
+# SIGWINCH, SIGCONT and SIGINFO do not end a process, SIGTSTP, SIGTTIN and SIGTTOU
+# pause it; SIGPIPE and SIGXFSZ are ignored by Python already (the write fails
+# with an error instead; subprocess gives the app their default back); SIGSEGV,
+# SIGBUS, SIGFPE and SIGILL report a fault of the interpreter itself, and a
+# Python handler would return to the faulting instruction forever.
+LEFT_ALONE = ("SIGKILL", "SIGSTOP", "SIGCHLD", "SIGURG", "SIGWINCH", "SIGCONT", "SIGINFO",
+              "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGPIPE", "SIGXFSZ",
+              "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL")
+# Every other signal is ignored, as Go ignores them by default and so Air
+# survives them: SIGUSR2, the timers (SIGALRM, SIGVTALRM, SIGPROF), I/O
+# readiness (SIGIO, also named SIGPOLL), SIGSTKFLT, SIGTRAP, SIGSYS and the
+# real-time signals. With a handler, not SIG_IGN: the app must not inherit an
+# ignored disposition through exec.
 # A signal counts as "second" (force) only this long after the first: `npm run`,
 # yarn and a closing terminal deliver the same Ctrl-C or hang-up twice at once.
 SECOND_SIGNAL_AFTER_S = 0.5
 _CRASH = 0  # byte written by a crashed thread; signal numbers are never 0
+
+
+def _numbers(names):
+    return frozenset(getattr(signal, n) for n in names if hasattr(signal, n))
+
+
+_STOPPING = _numbers(STOP_SIGNALS + FORCE_SIGNALS)
+_FORCING = _numbers(FORCE_SIGNALS)
+_RESTARTING = _numbers(RESTART_SIGNALS)
+
+
+def handled_signals():
+    """Every signal air_std installs its handler for, in number order."""
+    left = _numbers(LEFT_ALONE)
+    return sorted(int(sig) for sig in signal.valid_signals() if sig not in left)
+
+
+def signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal, or one this Python has no name for
+        low = getattr(signal, "SIGRTMIN", None)
+        if low is not None and number > low:
+            return "SIGRTMIN+%d" % (number - low)
+        return "signal %d" % number
 
 
 def run(cfg, app_args=()):
@@ -56,10 +107,12 @@ class Engine:
         self.shutdown = threading.Event()
         self.force = threading.Event()
         self.crashed = []
+        self.failed = []  # parts that stopped on a fault they reported (the root is gone)
         self._wake_r = self._wake_w = None
         self._old_handlers = {}
         self._made_tmp = None  # (st_dev, st_ino) of the tmp_dir air_std created
         self._first_signal_at = None
+        self._stop_reason = "a part crashed"
         self.runner = None
         self.parts = []  # in stop order
 
@@ -74,10 +127,15 @@ class Engine:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
-        for name in SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is not None:
+        for sig in handled_signals():
+            try:
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+            except (OSError, ValueError):  # reserved here (glibc keeps two real-time signals)
+                pass
+        # a Ctrl-C from before these handlers that Python swallowed on the way
+        if early_signals:
+            self._on_signal(early_signals[0], None)
+            del early_signals[:]
 
     def _restore_signals(self):
         for sig, handler in self._old_handlers.items():
@@ -91,6 +149,15 @@ class Engine:
     def request_shutdown(self, who):
         """From any thread: a part crashed; stop everything (exit code 1)."""
         self.crashed.append(who)
+        try:
+            os.write(self._wake_w, bytes([_CRASH]))
+        except (BlockingIOError, OSError, TypeError):
+            pass
+
+    def part_failed(self, who):
+        """From any thread: a part met a fault it has already reported in one
+        line (the project root is gone); stop everything, exit code 1."""
+        self.failed.append(who)
         try:
             os.write(self._wake_w, bytes([_CRASH]))
         except (BlockingIOError, OSError, TypeError):
@@ -112,42 +179,56 @@ class Engine:
             return b""
 
     def _note_wakeups(self, data):
-        signals = [b for b in data if b != _CRASH]
+        signals = set(b for b in data if b != _CRASH)
+        for sig in sorted(signals - _STOPPING):
+            self._note_other_signal(sig)
+        signals &= _STOPPING
         if not signals:
             return
         now = time.monotonic()
         if self._first_signal_at is None:
             self._first_signal_at = now
-        quit_sig = getattr(signal, "SIGQUIT", None)
+            self._stop_reason = signal_name(min(signals))
         second = self.shutdown.is_set() and now - self._first_signal_at >= SECOND_SIGNAL_AFTER_S
-        if second or quit_sig in signals:
+        if second or signals & _FORCING:
             if not self.force.is_set():
                 log.warning("second signal: killing everything now")
             self.force.set()
         self.shutdown.set()
 
+    def _note_other_signal(self, sig):
+        """A signal that does not stop air_std: SIGUSR1 restarts, the rest are ignored."""
+        name = signal_name(sig)
+        if sig in _RESTARTING:
+            if self.runner is not None and not self.shutdown.is_set():
+                self.runner.request_restart(name)
+            return
+        log.info("%s ignored (SIGUSR1 rebuilds and restarts the app; Ctrl-C stops air_std)", name)
+
     # --- main ---
     def run(self):
         if os.name == "nt":
-            # the self-pipe and the build output are read with select(), which Windows
-            # offers for sockets only; say so instead of failing half-way
+            # the self-pipe and the build output are waited for with poll(), which
+            # Windows lacks; say so instead of failing half-way
             raise AirError("Windows is not supported yet (air_std runs on Linux and macOS); "
                            "use WSL2 or Air itself")
         self._install_signals()
         try:
-            self._start()
+            self._note_wakeups(self._read_wakeups(0))  # a Ctrl-C already pending: start nothing
+            if not self.shutdown.is_set():
+                self._start()
             while not self.shutdown.is_set():
                 data = self._read_wakeups(1.0)
-                if self.crashed:
+                if self.crashed or self.failed:
                     self.shutdown.set()
                 self._note_wakeups(data)
-            if not self.crashed:
-                log.info("shutting down")
+            if not self.crashed and not self.failed:
+                log.info("shutting down (%s)", self._stop_reason)
         finally:
             # also on AirError from _start (port in use...): nothing may be left running
             self.shutdown.set()
             self._stop_parts()
-        code = 1 if self.crashed else 0
+        code = 1 if self.crashed or self.failed else 0
         lingering = [t.name for t in threading.enumerate()
                      if t is not threading.current_thread() and t.is_alive() and t.name.startswith("air-")]
         if lingering:
@@ -162,13 +243,21 @@ class Engine:
         cfg = self.cfg
         self._check_root()
         process.make_subreaper()
-        if cfg.misc.startup_banner:
-            log.info("%s", cfg.misc.startup_banner)
+        # Air's printStartupBanner (main.go): the banner when set, nothing when
+        # set to "", else its own splash, which here is air_std's version line
+        banner = cfg.misc.startup_banner
+        if banner is None:
+            banner = version_line()
+        if banner:
+            airlog.write_raw(banner)
+        pid = os.getpid()
+        log.info("pid %d: Ctrl-C stops; SIGUSR1 or kill -USR1 %d rebuilds and restarts the app", pid, pid)
         self._make_tmp()
-        proxy, watcher, runner = self._make_parts()
+        proxy, watcher, rules, runner = self._make_parts()
         self.runner = runner
-        self.parts = [p for p in (watcher, runner, proxy) if p is not None]
-        for part in (proxy, watcher, runner):
+        runner.on_root_gone = self.part_failed
+        self.parts = [p for p in (watcher, rules, runner, proxy) if p is not None]
+        for part in (proxy, watcher, rules, runner):
             if part is None:
                 continue
             part.on_crash = self.request_shutdown
@@ -179,7 +268,7 @@ class Engine:
                      cfg.proxy.bind, proxy.port, cfg.proxy.app_port)
 
     def _make_parts(self):
-        """(proxy or None, watcher, runner), not started yet."""
+        """(proxy or None, watcher, rules part or None, runner), not started yet."""
         from air_std.runner import Runner
         from air_std.watcher import Watcher
         cfg = self.cfg
@@ -187,11 +276,16 @@ class Engine:
         if cfg.proxy.enabled:
             from air_std.proxy import LiveReloadProxy
             proxy = LiveReloadProxy(cfg.proxy)
+        rules = rule_changes = None
+        if cfg.build.rules:
+            from air_std.rule_runner import RuleRunner
+            rule_changes = queue.Queue()
+            rules = RuleRunner(cfg, rule_changes, self.shutdown, force=self.force)
         changes = queue.Queue()
-        watcher = Watcher.from_config(cfg, changes, self.shutdown)
+        watcher = Watcher.from_config(cfg, changes, self.shutdown, rule_queue=rule_changes)
         runner = Runner(cfg, changes, self.shutdown, force=self.force, listener=proxy,
                         app_args=self.app_args)
-        return proxy, watcher, runner
+        return proxy, watcher, rules, runner
 
     def _make_tmp(self):
         cfg = self.cfg
@@ -205,7 +299,12 @@ class Engine:
             raise AirError("cannot create tmp_dir %s: %s" % (cfg.tmp_path, exc.strerror))
 
     def _check_root(self):
-        """Air refuses to watch / or the home directory unless told to."""
+        """The root must be a directory (else air_std would create it, making
+        tmp_dir); and Air refuses to watch / or the home directory unless told to."""
+        if not os.path.isdir(self.cfg.root_path):
+            what = "is not a directory" if os.path.exists(self.cfg.root_path) else "does not exist"
+            raise AirError("root %s %s; set root in .air.toml to your project's directory"
+                           % (self.cfg.root_path, what))
         root = os.path.realpath(self.cfg.root_path)
         home = os.path.realpath(os.path.expanduser("~"))
         if root in ("/", home) and not self.cfg.build.ignore_dangerous_root_dir:

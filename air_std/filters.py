@@ -3,23 +3,32 @@
 Pure functions and small precomputed tables, no I/O, so the watcher can ask
 "is this directory walked?" and "is this file watched?" from a scandir entry's
 name *before* it spends a stat on it. Called by the watcher thread (and by
-tests); a PathFilter is immutable after construction and safe to share.
+tests); a PathFilter is built on the main thread, is immutable after that and
+safe to share.
 
-Semantics follow Air (runner/util.go, runner/engine.go), with paths relative
-to the root and "/" as separator:
-- include_ext: extensions without the dot; "*" means every file. The
-  extension is what follows the last "." of the name (Go's filepath.Ext), so
-  ".env" has extension "env" and "Makefile" has none.
+Semantics follow Air (runner/util.go, runner/engine.go, runner/config.go),
+with paths relative to the root and "/" as separator:
+- include_ext: extensions without the dot; "*" means every file but the
+  built binary (bin, entrypoint, full_bin's command: util.go, isIncludeExt),
+  which each build rewrites. The extension is what follows the last "." of
+  the name (Go's filepath.Ext), so ".env" has extension "env" and "Makefile"
+  has none.
 - exclude_dir: relative paths, pruned without descending. tmp_dir and
   testdata_dir are always pruned, and so is every hidden directory (a name
   starting with "."), as Air does: .git, .hg, .svn, .idea, .venv ...
-- include_dir: when non-empty, only files under those directories are
-  watched; their ancestors are walked but their own files are not.
+- include_dir: entries inside root narrow the walk of root: only files under
+  them are watched; their ancestors are walked but their own files are not.
+  Entries outside root ("../shared", or absolute) are walked as trees of
+  their own (`trees`), wholly, with the same filters, and leave root whole
+  (config.go, normalizeIncludeDirs; util.go, checkIncludeDir).
 - include_file: relative file paths watched whatever their extension.
 - exclude_file: relative paths (Go filepath.Match globs: "*" never crosses
   "/") never watched.
 - exclude_regex: `re.search` on the relative path; a match excludes the file.
   Excludes win over includes, as in Air.
+- [[build.rules]] (rules.py) add their own directories and files; each
+  directory's DirRule then says which rule, if any, takes a file before the
+  main build does (`route`).
 
 Two deliberate differences from Air, both where Air's behaviour is a bug:
 include_dir is matched per path component ("src" does not cover "src2"),
@@ -29,8 +38,11 @@ does not cover them, so the file is actually watched.
 
 import os
 import re
+import shlex
+from typing import NamedTuple
 
-__all__ = ["PathFilter", "DirRule", "clean_rel", "file_ext"]
+__all__ = ["PathFilter", "DirRule", "Tree", "MAIN", "clean_rel", "file_ext", "outside_root",
+           "rel_to_root", "rel_under", "built_files"]
 
 _GLOB_CHARS = frozenset("*?[\\")
 
@@ -83,24 +95,47 @@ def _glob_to_regex(pattern):
     return "(?:" + "".join(out) + r")\Z"
 
 
+MAIN = -1   # DirRule.route(): the file belongs to the main build
+
+
 class DirRule:
     """What the filter says about one walked directory.
 
     `accept(name)` decides whether a file directly in this directory is
     watched, from its name only; it is specialised per directory so the hot
-    loop pays one call and, usually, one set lookup.
+    loop pays one call and, usually, one set lookup. Without rules it is the
+    main build's own test (`main`). `route(name)` says who a change of that
+    file goes to: the first rule that matches (its index), MAIN, or None.
     """
 
-    __slots__ = ("rel", "in_scope", "accept")
+    __slots__ = ("rel", "in_scope", "accept", "main", "matchers", "rule_in", "main_walked")
 
-    def __init__(self, rel, in_scope, accept):
+    def __init__(self, rel, in_scope, accept, main=None, matchers=(), rule_in=False,
+                 main_walked=True):
         self.rel = rel
-        self.in_scope = in_scope
+        self.in_scope = in_scope          # the main build watches every file here
         self.accept = accept
+        self.main = accept if main is None else main
+        self.matchers = matchers          # ((rule index, name -> bool), ...) in rule order
+        self.rule_in = rule_in            # inside a rule's include_dir
+        self.main_walked = main_walked    # the main build walks this directory
+
+    def route(self, name):
+        for index, match in self.matchers:
+            if match(name):
+                return index
+        return MAIN if self.main(name) else None
 
 
 def _reject_all(name):
     return False
+
+
+class Tree(NamedTuple):
+    """One directory the watcher walks from: the root (rel "") or an
+    include_dir outside it, with the key that asked for it."""
+    rel: str
+    key: str
 
 
 class PathFilter:
@@ -108,10 +143,12 @@ class PathFilter:
 
     def __init__(self, include_ext=("go", "tpl", "tmpl", "html"), include_dir=(), include_file=(),
                  exclude_dir=(), exclude_file=(), exclude_regex=(), tmp_dir="tmp",
-                 testdata_dir="testdata"):
+                 testdata_dir="testdata", rules=None, bin_files=()):
         """Each argument is the Air key of the same name (lists of strings;
-        exclude_regex may hold compiled patterns too); tmp_dir/testdata_dir are
-        relative to the root, None when outside it."""
+        exclude_regex may hold compiled patterns too); paths are relative to
+        the root ("../shared" lies beside it); tmp_dir/testdata_dir are None
+        when outside it. rules: a rules.RuleSet, or None. bin_files: the
+        built binary's paths, which include_ext = ["*"] leaves out."""
         exts = set()
         self.all_ext = False
         for e in include_ext:
@@ -129,7 +166,12 @@ class PathFilter:
         pruned.discard("")
         self.exclude_dir = frozenset(pruned)
 
-        self.include_dir = tuple(sorted(set(clean_rel(d) for d in include_dir)))
+        dirs = set(clean_rel(d) for d in include_dir)
+        # Air (config.go, normalizeIncludeDirs): entries inside root narrow the
+        # walk of root; those outside it are walked as trees of their own and
+        # leave root as it is.
+        self.extra_dirs = tuple(sorted(d for d in dirs if outside_root(d)))
+        self.include_dir = tuple(sorted(d for d in dirs if not outside_root(d)))
         # "" (the root itself) in include_dir means "everything", like no include_dir.
         if "" in self.include_dir:
             self.include_dir = ()
@@ -154,6 +196,14 @@ class PathFilter:
                 self._exclude_names.setdefault(d, set()).add(n)
         self._exclude_globs = tuple(globs)
 
+        # Air (util.go, isIncludeExt): "*" matches every file but the built
+        # binary, or every build would rewrite a watched file and start the next.
+        self._bin_names = {}  # dir -> names
+        for p in (clean_rel(f) for f in bin_files):
+            if p:
+                d, _, n = p.rpartition("/")
+                self._bin_names.setdefault(d, set()).add(n)
+
         # Compiled ones come from config.py, which already refused invalid
         # patterns with a message naming the key; strings are for callers
         # that build a filter by hand (tests, benchmarks).
@@ -163,28 +213,76 @@ class PathFilter:
         # Directories that must be walked to reach include_dir / include_file
         # entries (their ancestors), as a set of relative paths.
         walk = set()
-        for p in self.include_dir + tuple(sorted(self.include_file)):
+        for p in self.include_dir + self.extra_dirs + tuple(sorted(self.include_file)):
             parts = p.split("/")
             for i in range(1, len(parts)):
                 walk.add("/".join(parts[:i]))
         self._walk_only = frozenset(walk)
 
+        self.rules = rules if rules else None
+        self.notes = list(rules.notes) if rules is not None else []
+        self.trees = self._trees()
+
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls, cfg, rules=None):
         """Build from a loaded Config: cfg.root_path, cfg.tmp_path and
-        cfg.testdata_path (absolute), and build's include_ext, include_dir,
-        include_file, exclude_dir, exclude_file and exclude_regex_compiled."""
+        cfg.testdata_path (absolute), build's include_ext, include_dir,
+        include_file, exclude_dir, exclude_file and exclude_regex_compiled,
+        and the binary's paths (bin, entrypoint, full_bin). rules: the
+        rules.RuleSet of cfg.build.rules, built here when not given."""
         b = cfg.build
         root = cfg.root_path
-        return cls(include_ext=b.include_ext, include_dir=b.include_dir,
+        if rules is None and b.rules:
+            from air_std.rules import RuleSet
+            rules = RuleSet.from_config(cfg)
+        return cls(include_ext=b.include_ext,
+                   include_dir=[rel_to_root(d, root) for d in b.include_dir if d.strip()],
                    include_file=b.include_file, exclude_dir=b.exclude_dir,
                    exclude_file=b.exclude_file, exclude_regex=b.exclude_regex_compiled,
-                   tmp_dir=_rel_under(root, cfg.tmp_path),
-                   testdata_dir=_rel_under(root, cfg.testdata_path))
+                   tmp_dir=rel_under(root, cfg.tmp_path),
+                   testdata_dir=rel_under(root, cfg.testdata_path), rules=rules,
+                   bin_files=[rel_to_root(p, root) for p in built_files(cfg)])
+
+    # -- trees ---------------------------------------------------------------
+
+    def _trees(self):
+        """Root, then every include_dir outside it (main build's and rules'),
+        without those inside another one (walked from it) and without hidden
+        ones (Air's walk skips a hidden directory, even one named here)."""
+        extra = [(d, "build.include_dir") for d in self.extra_dirs]
+        if self.rules is not None:
+            extra += self.rules.outside()
+        trees = [Tree("", "root")]
+        for rel, key in sorted(extra, key=lambda item: (len(item[0]), item[0])):
+            name = rel.rpartition("/")[2]
+            if name.startswith(".") and name != "..":
+                self.notes.append("%s: %s is a hidden directory, which Air never watches; not watched"
+                                  % (key, rel))
+            elif not any(t.rel and (rel == t.rel or rel.startswith(t.rel + "/")) for t in trees):
+                trees.append(Tree(rel, key))
+        return tuple(trees)
+
+    def tree_rule(self, rel):
+        """The rule for the top directory of a tree (see `trees`)."""
+        if rel == "":
+            return self._rule("", self._in_scope(""), "" in self._rule_dirs(), True)
+        in_scope = self._in_scope(rel)
+        return self._rule(rel, in_scope, rel in self._rule_dirs(),
+                          in_scope or rel in self._walk_only)
+
+    def _rule_dirs(self):
+        return self.rules.dirs if self.rules is not None else frozenset()
 
     # -- directories ---------------------------------------------------------
 
     def _in_scope(self, rel):
+        """Whether the main build watches every file of directory `rel`."""
+        if outside_root(rel):
+            # Air (util.go, checkIncludeDir): all of an include_dir outside root
+            for d in self.extra_dirs:
+                if rel == d or rel.startswith(d + "/"):
+                    return True
+            return False
         if not self.include_dir:
             return True
         for d in self.include_dir:
@@ -193,7 +291,7 @@ class PathFilter:
         return False
 
     def root_rule(self):
-        return self._rule("")
+        return self.tree_rule("")
 
     def dir_rule(self, parent, name):
         """The rule for child directory `name` of `parent`, or None if it is pruned.
@@ -201,21 +299,42 @@ class PathFilter:
         Cheap checks on the name come first; this runs once per new directory,
         not once per pass.
         """
-        if name[:1] == ".":
-            return None
         rel = parent.rel + "/" + name if parent.rel else name
-        if rel in self.exclude_dir:
+        hidden = name[:1] == "."
+        pruned = hidden or rel in self.exclude_dir
+        main_walked = (parent.main_walked and not pruned
+                       and (parent.in_scope or self._in_scope(rel) or rel in self._walk_only))
+        in_scope = main_walked and (parent.in_scope or self._in_scope(rel))
+        rules = self.rules
+        if rules is None:
+            return self._rule(rel, in_scope, False, True) if main_walked else None
+        # Air (engine.go, watching): a rule's include_dir is walked even when
+        # exclude_dir lists it; below it, hidden directories, tmp_dir,
+        # testdata_dir and exclude_dir entries are still pruned.
+        if rel in rules.dirs:
+            rule_in = True
+        else:
+            rule_in = parent.rule_in and not pruned
+        if not (main_walked or rule_in or rel in rules.dir_walk
+                or (rel in rules.file_walk and not pruned)):
             return None
-        if parent.in_scope:
-            return self._rule(rel, True)
-        if not (self._in_scope(rel) or rel in self._walk_only):
-            return None
-        return self._rule(rel)
+        return self._rule(rel, in_scope, rule_in, main_walked)
 
-    def _rule(self, rel, in_scope=None):
-        if in_scope is None:
-            in_scope = self._in_scope(rel)
-        return DirRule(rel, in_scope, self._make_accept(rel, in_scope))
+    def _rule(self, rel, in_scope, rule_in, main_walked):
+        main = self._make_accept(rel, in_scope) if main_walked else _reject_all
+        if self.rules is None:
+            return DirRule(rel, in_scope, main, main, (), False, main_walked)
+        matchers = self.rules.matchers(rel, in_scope, rule_in)
+        accept = main
+        if matchers:
+            tests = (main,) + tuple(match for _, match in matchers)
+
+            def accept(name, _t=tests):
+                for test in _t:
+                    if test(name):
+                        return True
+                return False
+        return DirRule(rel, in_scope, accept, main, matchers, rule_in, main_walked)
 
     # -- files ---------------------------------------------------------------
 
@@ -229,6 +348,8 @@ class PathFilter:
             if not includes:
                 return _reject_all
         all_ext = self.all_ext and in_scope
+        if all_ext and rel in self._bin_names:
+            excludes = excludes | (self._bin_names[rel] - includes)
 
         globs = self._exclude_globs
         regexes = self._regexes
@@ -275,24 +396,52 @@ class PathFilter:
         """Whether the file at relative path `rel_path` is watched, walking
         its ancestors too. For tests and callers with a path in hand; the
         watcher itself uses dir_rule()/DirRule.accept per entry."""
+        found = self._dir_and_name(rel_path)
+        return found is not None and found[0].accept(found[1])
+
+    def route(self, rel_path):
+        """Who a change of the file at `rel_path` goes to: a rule's index,
+        MAIN, or None (not watched). For tests and tools, like watches()."""
+        found = self._dir_and_name(rel_path)
+        return None if found is None else found[0].route(found[1])
+
+    def _dir_and_name(self, rel_path):
         rel = clean_rel(rel_path)
         if not rel:
-            return False
+            return None
         parts = rel.split("/")
-        rule = self.root_rule()
-        for part in parts[:-1]:
-            child = self.dir_rule(rule, part)
-            if child is None:
-                return False
-            rule = child
-        return rule.accept(parts[-1])
+        tree = ""
+        for t in self.trees:
+            if t.rel and len(t.rel) > len(tree) and rel.startswith(t.rel + "/"):
+                tree = t.rel
+        if not tree and outside_root(rel):
+            return None
+        rule = self.tree_rule(tree)
+        for part in parts[len(tree.split("/")) if tree else 0:-1]:
+            rule = self.dir_rule(rule, part)
+            if rule is None:
+                return None
+        return rule, parts[-1]
 
 
 def _accept_all(name):
     return True
 
 
-def _rel_under(root, path):
+def outside_root(rel):
+    """Whether a relative path (in clean_rel's form) leads out of root."""
+    return rel == ".." or rel.startswith("../")
+
+
+def rel_to_root(path, root):
+    """A path from the config (relative to root, or absolute) in clean_rel's
+    form: "" for root itself, "../shared" for a directory beside it."""
+    full = os.path.normpath(os.path.join(root, str(path).strip()))
+    rel = os.path.relpath(full, root)
+    return "" if rel == "." else rel.replace(os.sep, "/")
+
+
+def rel_under(root, path):
     """path relative to root if it lies under it, else None (nothing to prune)."""
     if not path:
         return None
@@ -301,3 +450,30 @@ def _rel_under(root, path):
         return None
     return rel.replace(os.sep, "/")
 
+
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def built_files(cfg):
+    """The paths (relative to root, or absolute) where the built binary may
+    be: bin, the first item of entrypoint, and the first word of full_bin
+    after any VAR=value. Air (util.go, isBinPath; config.go, binPath) leaves
+    out the entrypoint, else bin (which full_bin replaces); all of them are
+    left out here, because `full_bin = "APP_ENV=dev ./tmp/main"` names a
+    binary as much as bin does."""
+    b = cfg.build
+    paths = []
+    if b.bin.strip():
+        paths.append(b.bin.strip())
+    if b.entrypoint and b.entrypoint[0].strip():
+        paths.append(b.entrypoint[0].strip())
+    if b.full_bin.strip():
+        try:
+            words = shlex.split(b.full_bin)
+        except ValueError:  # an unclosed quote: the shell would refuse it too
+            words = b.full_bin.split()
+        while words and _ASSIGNMENT.match(words[0]):
+            words.pop(0)
+        if words:
+            paths.append(words[0])
+    return paths

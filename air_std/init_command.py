@@ -49,7 +49,9 @@ follow_symlink = false
 log = "build-errors.log"
 # Milliseconds to wait after a change before building (changes in between join it).
 delay = 1000
-# Keep the running app when a build fails.
+# When a build fails: true stops the app until a build succeeds (with the proxy on,
+# the browser shows the error); false restarts the app from what the last good
+# build left (for an interpreted app, that is the new, broken code).
 stop_on_error = true
 # Stop the app with SIGINT (else SIGTERM), wait kill_delay, then SIGKILL.
 send_interrupt = %(send_interrupt)s

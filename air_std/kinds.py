@@ -15,15 +15,51 @@ from air_std.errors import ConfigError
 MAX_MS = 2 ** 31 - 1          # ~24.8 days; larger waits overflow some timers
 MAX_NS = 2 ** 63 - 1          # Go's time.Duration is an int64 of nanoseconds
 _INT_TEXT = re.compile(r"^[+-]?[0-9]+$")
+# Digits beyond these cannot change a result (every number here is far below
+# 10**30), and int() of a long digit string is slow, or refused on 3.11+.
+_MAX_INT_DIGITS = 30
+_MAX_FRACTION_DIGITS = 30
 
 
 def show(value):
     """A value the way the user wrote it (TOML-ish), short enough for one line."""
     if isinstance(value, bool):
-        text = "true" if value else "false"
-    else:
+        return "true" if value else "false"
+    if isinstance(value, str) and len(value) > 200:
+        value = value[:200]                       # repr only what is shown
+    try:
         text = repr(value)
+    except (RecursionError, ValueError):          # a deep table; an int past 3.11's digit limit
+        return "(a %s too large to show)" % type(value).__name__
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def printable(text):
+    """text with every character that would break a one-line message (newline,
+    tab, other control characters, Unicode line separators) escaped as Python
+    writes it in a string: key and file names come from the user."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def refuse_nul(value, label):
+    """The one rule for NUL bytes: no string of the config may hold one.
+
+    Every string becomes a path, a command, an argument or an address, and
+    none of those can carry a NUL to the system. Python would refuse it only
+    when a process starts, in the runner, long after the config was accepted.
+    """
+    for item in value if isinstance(value, tuple) else (value,):
+        if isinstance(item, str) and "\0" in item:
+            raise ConfigError("%s: %s holds a NUL byte (\\0), which no path, command or "
+                              "argument can contain" % (label, show(item)))
+
+
+def _int(text):
+    """int(text) for a string of digits (sign allowed); None past _MAX_INT_DIGITS digits."""
+    digits = text.lstrip("+-").lstrip("0")
+    return None if len(digits) > _MAX_INT_DIGITS else int(text)
 
 
 def _is_int(value):
@@ -55,6 +91,7 @@ class Kind:
         stored = self.accept(value, label)
         if stored is None:
             raise self.error(label, value)
+        refuse_nul(stored, label)
         return stored
 
     def parse(self, text, label):
@@ -70,8 +107,10 @@ class Text(Kind):
 
 
 class Choice(Kind):
-    def __init__(self, *words):
-        self.words = words
+    """One of a few words; with empty_ok, "" is taken too (it means the default)."""
+
+    def __init__(self, *words, empty_ok=False):
+        self.words = words + (("",) if empty_ok else ())
         quoted = ['"%s"' % w for w in words]
         self.expected = " or ".join(quoted) if len(quoted) < 3 else \
             "%s or %s" % (", ".join(quoted[:-1]), quoted[-1])
@@ -84,7 +123,9 @@ class Flag(Kind):
     expected = "true or false"
     annotation = bool
     # The command line also takes 1/0 and yes/no, as Go's flag package does.
-    WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    # Go's strconv.ParseBool, which Air's flags use, also takes t and f.
+    WORDS = {"true": True, "1": True, "yes": True, "t": True,
+             "false": False, "0": False, "no": False, "f": False}
 
     def accept(self, value, label):
         return value if isinstance(value, bool) else None
@@ -107,7 +148,7 @@ class Strings(Kind):
         return tuple(value) if _strings(value) else None
 
     def parse(self, text, label):
-        return tuple(item.strip() for item in text.split(",") if item.strip())
+        return self.check([item.strip() for item in text.split(",") if item.strip()], label)
 
 
 class Command(Strings):
@@ -141,7 +182,10 @@ class Integer(Kind):
     def parse(self, text, label):
         if not _INT_TEXT.match(text.strip()):
             raise self.error(label, text)
-        return self.check(int(text.strip()), label)
+        number = _int(text.strip())
+        if number is None:
+            raise self.error(label, text, self.range_detail)
+        return self.check(number, label)
 
 
 class Duration(Kind):
@@ -166,7 +210,12 @@ class Duration(Kind):
 
     def parse(self, text, label):
         stripped = text.strip()
-        return self.check(int(stripped) if _INT_TEXT.match(stripped) else stripped, label)
+        if not _INT_TEXT.match(stripped):
+            return self.check(stripped, label)
+        number = _int(stripped)
+        if number is None:
+            raise self.error(label, text, " (out of range)")
+        return self.check(number, label)
 
 
 TEXT = Text()
@@ -177,6 +226,8 @@ MILLISECONDS = Integer("an integer (milliseconds)", MAX_MS, " (must be from 0 to
 PORT = Integer("a port number (0-65535)", 65535)
 DURATION = Duration()
 WATCHER = Choice("auto", "poll", "inotify")
+# [color] mode and --color: Air's words; "" (Air's default) means auto.
+COLOR_MODE = Choice("auto", "always", "never", empty_ok=True)
 
 
 # ---------------------------------------------------------------- Go durations
@@ -217,9 +268,13 @@ def parse_go_duration(text, key="build.kill_delay"):
         if unit not in _DURATION_UNITS:
             raise bad("unknown unit %r" % unit)
         mult = _DURATION_UNITS[unit]
+        if len(whole.lstrip("0")) > _MAX_INT_DIGITS:
+            raise bad("out of range")
         total += int(whole or "0") * mult
         if frac:
-            total += int(frac) * mult // 10 ** len(frac)   # Go truncates below 1ns
+            # Go truncates below 1ns; digits past the 30th cannot reach a nanosecond
+            frac = frac[:_MAX_FRACTION_DIGITS]
+            total += int(frac) * mult // 10 ** len(frac)
         pos = m.end()
     if total > MAX_NS + (1 if sign < 0 else 0):
         raise bad("out of range")
@@ -246,4 +301,8 @@ def compile_patterns(patterns, label):
         except re.error as exc:
             raise ConfigError("%s: %s is not a valid regular expression (%s)"
                               % (label, show(pattern), exc)) from None
+        except (RecursionError, OverflowError) as exc:  # re's parser recurses per group
+            raise ConfigError("%s: %s is not a usable regular expression (%s)"
+                              % (label, show(pattern), "groups nested too deeply"
+                                 if isinstance(exc, RecursionError) else exc)) from None
     return tuple(compiled)

@@ -99,6 +99,8 @@
   var tag = document.currentScript;
   var ownGen = tag ? parseInt(tag.getAttribute("data-air-gen"), 10) : NaN;
   status.gen = isNaN(ownGen) ? null : ownGen; // null: included by hand, no number
+  // set when this page answered a POST (or another method): reload() must not send it again
+  var ownMethod = tag ? tag.getAttribute("data-air-method") : null;
   var reloading = false;
 
   function genOf(data) {
@@ -114,7 +116,15 @@
     if (!reloading) {
       reloading = true;
       removeOverlay();
-      location.reload();
+      if (ownMethod) {
+        // location.reload() would submit the form again (or ask whether to):
+        // load the same address with GET instead, in place of this entry. A
+        // #fragment goes: with it, the address would be this page's own, and
+        // the browser would only scroll.
+        location.replace(location.href.split("#")[0]);
+      } else {
+        location.reload();
+      }
     }
   }
 

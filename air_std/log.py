@@ -7,6 +7,14 @@ Any thread may log; the handler is set up once by the engine or the CLI
 Air prints each part in its own colour (`[color]` in .air.toml); the app's own
 output is not touched by this module: the app writes straight to air_std's
 stdout/stderr (Air's "raw app log").
+
+What `[log]` hides follows Air's per-part log functions (runner/util.go,
+mainLog, buildLog, runnerLog, watcherLog): `silent` hides every line air_std
+writes about itself, `main_only` hides the watcher, build and runner lines
+unless `-d` is given. Neither hides the output of the build commands: Air
+copies that straight to its stdout, past its loggers, so a failed build
+always shows why. Here those records carry `air_output` and always pass,
+and so does a crash report (CRITICAL), as Go's fatal errors print in Air.
 """
 
 import logging
@@ -16,23 +24,67 @@ import time
 
 PARTS = ("main", "watcher", "build", "runner", "proxy")
 
-# Air's colour names (fatih/color); an unknown or empty name means "no colour".
+# `--color` and `[color] mode`: Air's values (main.go, runner/config.go preprocess).
+COLOUR_MODES = ("auto", "always", "never")
+# The colour names Air knows (runner/logger.go colorMap); "raw" means no colour.
+AIR_COLOURS = ("red", "green", "yellow", "blue", "magenta", "cyan", "white")
+RAW = "raw"
 _ANSI = {
     "black": "30", "red": "31", "green": "32", "yellow": "33", "blue": "34",
     "magenta": "35", "cyan": "36", "white": "37",
+    # air_std also knows fatih/color's bright names, which Air shows in white
     "hiblack": "90", "hired": "91", "higreen": "92", "hiyellow": "93",
     "hiblue": "94", "himagenta": "95", "hicyan": "96", "hiwhite": "97",
 }
+# Air's getColor(): a name it does not know is shown in white.
+_UNKNOWN = _ANSI["white"]
 _LEVEL_TAGS = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.CRITICAL: "error: "}
+# Marks a record that carries a build command's output (see the module docstring).
+OUTPUT = {"air_output": True}
 
 
-def colour_enabled(stream, env=None):
-    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+def _colour_key(name):
+    return str(name).strip().lower().replace("_", "")
+
+
+def colour_code(name):
+    """The ANSI code for a [color] name: None for "raw", white for a name Air
+    would not know (its getColor falls back to white)."""
+    key = _colour_key(name)
+    if key == RAW:
+        return None
+    return _ANSI.get(key, _UNKNOWN)
+
+
+def unknown_colours(cfg):
+    """One warning per [color] entry whose name is unknown (shown in white, as Air does)."""
+    known = ", ".join(AIR_COLOURS + (RAW,))
+    warnings = []
+    for part in ("main", "watcher", "build", "runner"):
+        name = getattr(cfg.color, part)
+        key = _colour_key(name)
+        if key != RAW and key not in _ANSI:
+            warnings.append("color.%s: unknown colour %r, shown in white as Air does (known: %s)"
+                            % (part, name, known))
+    return warnings
+
+
+def colour_enabled(stream, env=None, mode="auto"):
+    """Whether to colour: "always" and "never" decide alone (an explicit choice
+    wins over NO_COLOR, as no-color.org allows); "auto" colours a terminal
+    unless NO_COLOR is set or TERM is dumb, as fatih/color does for Air.
+    FORCE_COLOR, which Air does not read, colours in "auto" off a terminal too."""
+    if mode == "always":
+        return True
+    if mode == "never":
+        return False
     env = os.environ if env is None else env
     if env.get("NO_COLOR"):
         return False
     if env.get("FORCE_COLOR"):
         return True
+    if env.get("TERM") == "dumb":
+        return False
     isatty = getattr(stream, "isatty", None)
     try:
         return bool(isatty and isatty())
@@ -54,7 +106,7 @@ class PartFormatter(logging.Formatter):
         prefix = "%-8s| " % part
         if self.add_time:
             prefix = time.strftime("%H:%M:%S ", time.localtime(record.created)) + prefix
-        code = _ANSI.get(str(self.colours.get(part, "")).lower().replace("_", ""))
+        code = colour_code(self.colours[part]) if part in self.colours else None
         colour = self.use_colour and code
         message = record.getMessage()
         if "\n" in message:
@@ -71,43 +123,64 @@ class PartFormatter(logging.Formatter):
         return text
 
 
-class _MainOnly(logging.Filter):
-    """log.main_only: Air silences watcher, build and runner; errors still show."""
+class _Shown(logging.Filter):
+    """log.silent and log.main_only, as the module docstring says."""
+
+    def __init__(self, main_only, silent, debug):
+        super().__init__()
+        self.main_only = main_only and not debug  # Air: -d shows every part again
+        self.silent = silent
 
     def filter(self, record):
-        return record.name in ("air_std", "air_std.main") or record.levelno >= logging.ERROR
+        if getattr(record, "air_output", False) or record.levelno >= logging.CRITICAL:
+            return True
+        if self.silent:
+            return False
+        if self.main_only:
+            return record.name.rpartition(".")[2] not in ("watcher", "build", "runner")
+        return True
 
 
 _handler = None
+_silent = False
 
 
-def setup(colours=None, add_time=False, main_only=False, silent=False, debug=False, stream=None):
+def setup(colours=None, add_time=False, main_only=False, silent=False, debug=False, stream=None,
+          colour_mode="auto"):
     """Install the one handler on the `air_std` logger (idempotent: replaces the previous one)."""
-    global _handler
+    global _handler, _silent
     stream = sys.stderr if stream is None else stream
     root = logging.getLogger("air_std")
     if _handler is not None:
         root.removeHandler(_handler)
     _handler = logging.StreamHandler(stream)
-    _handler.setFormatter(PartFormatter(colours, add_time, colour_enabled(stream)))
-    if main_only:
-        _handler.addFilter(_MainOnly())
+    _handler.setFormatter(PartFormatter(colours, add_time, colour_enabled(stream, mode=colour_mode)))
+    _handler.addFilter(_Shown(main_only, silent, debug))
+    _silent = silent
     root.addHandler(_handler)
     root.propagate = False
-    if silent:
-        root.setLevel(logging.CRITICAL + 1)
-    else:
-        root.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.setLevel(logging.DEBUG if debug and not silent else logging.INFO)
     return _handler
 
 
-def setup_from_config(cfg, debug=False, stream=None):
-    """Apply a loaded Config's [log] and [color] sections."""
+def setup_from_config(cfg, debug=False, stream=None, colour_mode=None):
+    """Apply a loaded Config's [log] and [color] sections. colour_mode: `--color`,
+    which wins over [color] mode (None: not given)."""
     colours = {
         "main": cfg.color.main, "watcher": cfg.color.watcher, "build": cfg.color.build,
         "runner": cfg.color.runner, "proxy": cfg.color.main,
     }
-    return setup(colours, cfg.log.time, cfg.log.main_only, cfg.log.silent, debug, stream)
+    mode = colour_mode or cfg.color.mode or "auto"
+    return setup(colours, cfg.log.time, cfg.log.main_only, cfg.log.silent, debug, stream, mode)
+
+
+def write_raw(text):
+    """Write text as it is (Air's start-up banner) where the log goes, unless log.silent."""
+    if _silent:
+        return
+    stream = _handler.stream if _handler is not None else sys.stderr
+    stream.write(text if text.endswith("\n") else text + "\n")
+    stream.flush()
 
 
 def clear_screen(stream=None, keep_scroll=True):

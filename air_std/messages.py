@@ -1,4 +1,6 @@
-"""Messages passed between threads through queues (watcher -> runner).
+"""Messages passed between threads through queues (watcher -> runner,
+watcher -> the rules part, and engine -> runner for a restart asked for by
+hand).
 
 Frozen dataclasses so a message can be shared between threads without copies,
 plus the STOP sentinel that wakes a consumer blocked in `Queue.get(timeout=...)`.
@@ -24,3 +26,20 @@ class ChangeBatch:
 
     def __bool__(self):
         return bool(self.created or self.modified or self.deleted)
+
+
+@dataclass(frozen=True)
+class RuleChanges:
+    """Paths (absolute, sorted) that changed in one pass and belong to one
+    [[build.rules]] entry: its index in build.rules (watcher -> rules part)."""
+
+    index: int
+    paths: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RestartNow:
+    """Rebuild and restart the app now, as if a file had changed (nodemon's `rs`).
+    `why` names who asked ("SIGUSR1"), for the log line."""
+
+    why: str

@@ -102,8 +102,8 @@ def _send(pgids, pids, sig):
 
 
 def _targets(pgid, known, adopt, table=None):
-    """(groups, loose pids) still alive among the group and the known descendants
-    (a set, which adopted orphans are added to).
+    """(groups, loose pids) still alive among the group (none when pgid is None)
+    and the known descendants (a set, which adopted orphans are added to).
 
     adopt: also take orphans re-parented to air_std that carry the app's tag in
     their environment (proctable.ROLE_VAR=app): the app's daemonized children, but not a
@@ -121,7 +121,7 @@ def _targets(pgid, known, adopt, table=None):
         known.update(p for p in table.children_of(me)
                      if p not in known and p not in tracked and table.alive(p)
                      and proctable.app_tagged(p))
-    groups = {pgid} if table.group_alive(pgid) else set()
+    groups = {pgid} if pgid is not None and table.group_alive(pgid) else set()
     loose = set()
     for pid in known & mine:
         if table.alive(pid):
@@ -142,20 +142,46 @@ def stop(proc, sig=signal.SIGTERM, grace_s=0.5, name="app", force=None, adopt=Fa
     """
     if IS_WINDOWS:
         return _stop_windows(proc, grace_s)
-    pgid = proc.pid
     table = proctable.read()  # one read of /proc for both questions: signal sooner
     known = table.descendants(proc.pid)
+    _stop_tree(proc, known, table, sig, grace_s, "%s (pid %d)" % (name, proc.pid), force, adopt)
+    return _finish(proc)
+
+
+def stop_adopted(sig=signal.SIGTERM, grace_s=0.5, name="app", force=None):
+    """Stop the app's orphans when there is no app process left to stop them
+    with: what an app that exited on its own left running outside its group
+    (a double-forked `setsid` daemon holding the app's port), re-parented to
+    air_std. Same escalation as stop(); returns how many there were."""
+    if IS_WINDOWS:
+        return 0
+    table = proctable.read()
+    known = set()
+    _targets(None, known, True, table)
+    if not known:
+        return 0
+    for pid in list(known):  # and what they started, in whatever group
+        known |= table.descendants(pid)
+    log.info("stopping what the %s left running: pid %s", name, ", ".join(map(str, sorted(known))))
+    _stop_tree(None, known, table, sig, grace_s, "what the %s left running" % name, force, True)
+    return len(known)
+
+
+def _stop_tree(proc, known, table, sig, grace_s, who, force, adopt):
+    """Signal, wait up to grace_s, then SIGKILL until all is gone. proc (the
+    leader, whose group is taken) may be None: then `known` is the whole tree."""
+    pgid = proc.pid if proc is not None else None
     force = force or threading.Event()
     if not force.is_set() and grace_s > 0:
         groups, loose = _targets(pgid, known, adopt, table)
         _send(groups, loose, sig)
         if _wait_gone(proc, pgid, known, grace_s, force, adopt):
-            return _finish(proc)
+            return
         if force.is_set():
-            log.info("%s (pid %d): second signal; sending SIGKILL", name, proc.pid)
+            log.info("%s: second signal; sending SIGKILL", who)
         else:
-            log.warning("%s (pid %d) still running %.1fs after %s; sending SIGKILL",
-                        name, proc.pid, grace_s, signal.Signals(sig).name)
+            log.warning("%s still running %.1fs after %s; sending SIGKILL",
+                        who, grace_s, signal.Signals(sig).name)
     for _ in range(50):
         groups, loose = _targets(pgid, known, adopt)
         if not groups and not loose:
@@ -163,14 +189,13 @@ def stop(proc, sig=signal.SIGTERM, grace_s=0.5, name="app", force=None, adopt=Fa
         _send(groups, loose, signal.SIGKILL)
         if _wait_gone(proc, pgid, known, 0.2, None, adopt):
             break
-    return _finish(proc)
 
 
 def _wait_gone(proc, pgid, known, timeout_s, force, adopt):
     deadline = time.monotonic() + timeout_s
     pause = 0.001
     while True:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             _forget(proc)
         reap_orphans()
         groups, loose = _targets(pgid, known, adopt)
@@ -179,7 +204,7 @@ def _wait_gone(proc, pgid, known, timeout_s, force, adopt):
         remaining = deadline - time.monotonic()
         if remaining <= 0 or (force is not None and force.is_set()):
             return False
-        if proc.returncode is None:
+        if proc is not None and proc.returncode is None:
             # Most apps exit with their leader: wake the moment it does, so a
             # restart does not pay for a polling period.
             _wait_exit(proc, min(0.05, remaining))

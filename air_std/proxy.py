@@ -4,17 +4,20 @@ The browser talks to the proxy, the proxy talks to the app: it forwards every
 request to 127.0.0.1:app_port, puts `<script src="/__air_internal/livereload.js">`
 before the last `</body>` of HTML pages, and serves the event stream that
 script listens to (`/__air_internal/sse`). The pieces:
-- proxy_server.ProxyServer: the listening socket, one thread per connection;
+- proxy_server.ProxyServer: the listening socket and the idle connections,
+  a thread for each connection with a request in flight; proxy_limits: the
+  budget of sockets under the open files limit;
 - proxy_handler.ProxyHandler: one browser connection (dispatch, the proxy's
-  own pages, forwarding), with request_body, response_relay and
-  websocket_tunnel for the protocol work;
+  own pages, forwarding), with request_head, request_body, response_relay,
+  upstream (the shared app connections) and websocket_tunnel for the
+  protocol work;
 - broadcast.Subscribers: the registry of open event streams.
 
 Threads:
-- "air-proxy": accepts connections (`handle_request()` in a loop) until
-  stop(), then closes everything itself (see run());
-- "air-proxy-conn-N": one browser connection (keep-alive requests, an SSE
-  stream, or a WebSocket tunnel);
+- "air-proxy": accepts connections and watches the idle ones
+  (ProxyServer.serve()) until stop(), then closes everything itself (see run());
+- "air-proxy-conn-N": one browser connection while it has requests (keep-alive
+  requests close together, an SSE stream, or a WebSocket tunnel);
 - "air-proxy-notify": after `app_started()`, waits until the new app accepts
   TCP connections, then publishes the reload (Air publishes at spawn time and
   leans on request retries);
@@ -43,6 +46,7 @@ from air_std.messages import STOP
 from air_std.part import Part, guarded
 from air_std.proxy_handler import ProxyHandler
 from air_std.proxy_http import APP_HOST
+from air_std.proxy_limits import raise_open_files_limit
 from air_std.proxy_server import ProxyServer
 
 log = logging.getLogger("air_std.proxy")
@@ -62,7 +66,7 @@ class LiveReloadProxy(Part):
     ping_interval_s = 5.0  # SSE keep-alive comment; also how often a dead browser is noticed
     retry_interval_s = 0.05  # between connection attempts while the app is down
     down_log_interval_s = 5.0
-    accept_poll_s = 0.1  # how soon the accept loop notices stop()
+    accept_poll_s = 0.1  # the longest the accept loop sleeps (stop() also wakes it)
     close_grace_s = 0.25  # woken SSE handlers and in-flight responses end cleanly within this
     stop_timeout_s = 3.5
 
@@ -75,7 +79,9 @@ class LiveReloadProxy(Part):
         self.app_start_timeout_s = proxy_cfg.app_start_timeout_s
         self.subscribers = subscribers if subscribers is not None else Subscribers()
         self.stopping = self.stop_event  # handlers watch it
-        self.last_failure = None  # the build-failed Event since the last app start
+        # the build-failed Event since the last app start; while it is set the runner
+        # has stopped the app (build.stop_on_error), so requests get the 502 page at once
+        self.last_failure = None
         # app start number; written by the runner thread only, read by handlers
         # (an int read or write is atomic in CPython)
         self.generation = 0
@@ -105,11 +111,12 @@ class LiveReloadProxy(Part):
         """Bind now (ProxyError if the port is taken), then serve in "air-proxy"."""
         self.script()
         port = int(self.cfg.proxy_port)
+        raise_open_files_limit()  # before the server sizes its budget of sockets on it
         try:
             server = ProxyServer((self.bind, port), ProxyHandler, self)
         except OSError as exc:
             raise ProxyError(self._bind_error(port, exc)) from exc
-        server.timeout = self.accept_poll_s
+        server.poll_s = self.accept_poll_s
         self._server = server
         self._notifier = threading.Thread(
             target=guarded, args=("air-proxy-notify", self._notify_loop, self.on_crash),
@@ -134,10 +141,7 @@ class LiveReloadProxy(Part):
         """Accept connections until stop(), then end every stream and connection."""
         server = self._server
         try:
-            # handle_request(), not serve_forever(): serve_forever can only be
-            # ended by shutdown(), which blocks its caller until the loop is over.
-            while not self.should_stop:
-                server.handle_request()
+            server.serve(self.stop_event)
         finally:
             self._close(server)
 
@@ -145,6 +149,7 @@ class LiveReloadProxy(Part):
         deadline = time.monotonic() + self.stop_timeout_s - 0.5
         self.subscribers.close()
         self._inbox.put(STOP)
+        server.close_idle()
         server.server_close()
         # woken SSE handlers and in-flight responses get a moment to end cleanly;
         # then idle keep-alives, stuck writers and tunnels are cut
@@ -162,6 +167,8 @@ class LiveReloadProxy(Part):
         # every SSE handler wakes with STOP now, without waiting for the accept loop
         self.subscribers.close()
         self._inbox.put(STOP)
+        if self._server is not None:
+            self._server.wake()
 
     # --- the runner's listener (runner thread) ---
     def app_started(self):
@@ -174,7 +181,8 @@ class LiveReloadProxy(Part):
             self._inbox.put("app-started")
 
     def build_failed(self, command, output, error):
-        """Show the failure over every open page (and pages opened later)."""
+        """Show the failure over every open page (and pages opened later); the
+        runner calls it with build.stop_on_error, just before it stops the app."""
         event = Event("build-failed", json.dumps({"command": command, "output": output, "error": error}))
         self.last_failure = event
         n = self.subscribers.publish(event)

@@ -1,83 +1,64 @@
 """One browser connection to the live-reload proxy.
 
-`ProxyHandler` runs in that connection's "air-proxy-conn-N" thread (one per
-connection, started by ProxyServer) and serves its keep-alive requests one
-after the other. It dispatches each request to one of:
-- the proxy's own pages under /__air_internal/: the client script, the event
-  stream (SSE) it listens to, the app status the 502 page polls; and the
-  answers the proxy gives itself: 502 (app not reachable), 503 (shutting
-  down), 404, 405, 400 (a request it cannot forward);
-- forwarding to the app, on one upstream connection per browser connection,
-  reused while the app keeps it open; the response goes back through
-  response_relay.ResponseRelay, the request body through request_body;
+`ProxyHandler` serves a connection's requests one after the other, in an
+"air-proxy-conn-N" thread that ProxyServer starts whenever the connection has
+a request (between requests it may wait in the server, without a thread). It
+reads each request's head strictly (request_head) and dispatches it to one of:
+- the proxy's own pages under /__air_internal/ and its refusals (proxy_pages);
+- forwarding to the app, on a connection taken from the shared pool (upstream)
+  for the request and given back after it; the request body goes through
+  request_body, the response through response_relay.ResponseRelay;
 - a WebSocket Upgrade, handed to websocket_tunnel.WebSocketTunnel.
 
 Request headers: `Accept-Encoding` is narrowed to gzip/deflate so an HTML page
 can always be decoded for the injection (a brotli page could not be, with the
-standard library); everything else but hop-by-hop headers is forwarded as is,
-plus X-Forwarded-For/-Proto/-Host and Via.
+standard library); X-Forwarded-For/-Proto/-Host are set from what the proxy
+knows, the browser's own forwarding headers dropped, Via appended; everything
+else but hop-by-hop headers is forwarded as it came.
 """
 
 import http.client
-import json
 import logging
+import select
 import socket
 import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit, urlunsplit
 
-from air_std.broadcast import Event, RegistryClosed
+from air_std import waitio
 from air_std.inject import DECODABLE
-from air_std.messages import STOP
 from air_std.proxy_http import APP_HOST, CLIENT_GONE, HOP_BY_HOP, AppGone, tokens
+from air_std.proxy_limits import EXHAUSTED, REFUSAL_BODY
+from air_std.proxy_pages import INTERNAL_PREFIX, OwnPages
 from air_std.request_body import BadBody, framing, read_chunked, read_length
-from air_std.response_relay import ResponseRelay
+from air_std.request_head import MAX_LINE, BadHead, read_head
+from air_std.response_relay import BadReply, ResponseRelay
+from air_std.upstream import open_app_connection, peek_state
 from air_std.websocket_tunnel import WebSocketTunnel, connect_app, status_of
 
 log = logging.getLogger("air_std.proxy")
 
-INTERNAL_PREFIX = "/__air_internal/"
-SCRIPT_PATH = "/__air_internal/livereload.js"
-SSE_PATH = "/__air_internal/sse"
-STATUS_PATH = "/__air_internal/app-status"
 
 # Request headers the proxy sets itself, or that only make sense on the
-# browser's connection ("expect": the proxy reads the body without a 100).
+# browser's connection ("expect": the proxy answers it itself). Forwarding
+# headers (these, and every X-Forwarded-*) are only the proxy's to set: an app
+# that trusts them could otherwise be told any client address, host or scheme.
 _NOT_FORWARDED = frozenset((
-    "expect", "content-length", "accept-encoding", "host",
-    "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "via"))
+    "expect", "content-length", "accept-encoding", "host", "via", "forwarded", "x-real-ip", "x-client-ip"))
+_ESCAPES = {c: "\\x%02x" % c for c in list(range(32)) + [127]}
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
+_poll = getattr(select, "poll", None)  # every POSIX system
+_POLLIN = getattr(select, "POLLIN", 1)
 # Methods a browser may send again on a fresh connection when a kept-alive
 # one turned out dead: they have no body and change nothing.
 _REPLAYABLE = ("GET", "HEAD", "OPTIONS")
 
 
-def format_sse(event):
-    """One SSE message; multi-line data becomes several data: lines."""
-    data = event.data.replace("\r\n", "\n").replace("\r", "\n")
-    lines = "".join("data: %s\n" % line for line in data.split("\n"))
-    return ("event: %s\n%s\n" % (event.name, lines)).encode("utf-8")
-
-
-def _is_stale(sock):
-    """True if the app closed this idle keep-alive connection (or sent junk)."""
-    old = sock.gettimeout()
-    try:
-        sock.settimeout(0.0)
-        sock.recv(1, socket.MSG_PEEK)
-        return True  # EOF (b"") or unsolicited bytes: either way not reusable
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
-    finally:
-        try:
-            sock.settimeout(old)
-        except OSError:
-            pass
-
-
-class ProxyHandler(BaseHTTPRequestHandler):
-    """One browser connection, in its own "air-proxy-conn-N" thread.
+class ProxyHandler(OwnPages, BaseHTTPRequestHandler):
+    """One browser connection. The ProxyServer creates it (in "air-proxy")
+    and runs serve() in an "air-proxy-conn-N" thread whenever the connection
+    has a request; between requests the connection may wait in the server,
+    with no thread.
 
     `self.server` is the ProxyServer, `self.proxy` the LiveReloadProxy (its
     settings, subscriber registry, app start number and stop Event).
@@ -85,10 +66,19 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "air_std"
-    timeout = 60.0  # idle keep-alive connection, or a browser that stopped reading
+    timeout = 60.0  # a request that arrives this slowly, or a browser that stopped reading
+    linger_s = 1.0  # after a response, how long the thread waits for the next request itself
     disable_nagle_algorithm = True  # SSE and small responses go out at once
     upstream_timeout_s = 300.0  # an app may think (or stream) for a long time
     connect_timeout_s = 1.0
+
+    def __init__(self, request, client_address, server):
+        # socketserver's constructor serves the whole connection at once; here
+        # the server drives it (serve()), so that it can wait idle without a thread
+        self.request = request
+        self.client_address = client_address
+        self.server = server
+        self.setup()
 
     def setup(self):
         super().setup()
@@ -101,11 +91,49 @@ class ProxyHandler(BaseHTTPRequestHandler):
         finally:
             self._drop_upstream()
 
-    def handle(self):
+    def serve(self):
+        """Serve requests while they come. True when the connection has gone
+        idle and stays open (the server watches it until the next request);
+        False when it must be closed."""
         try:
-            super().handle()
+            self.close_connection = True
+            self.handle_one_request()
+            while not self.close_connection:
+                if not self._next_request_soon():
+                    return not self.proxy.stopping.is_set()
+                self.handle_one_request()
         except CLIENT_GONE as exc:
             log.debug("%s went away: %r", self.client_address[0], exc)
+        return False
+
+    def _next_request_soon(self):
+        """True if the next request (or the browser's hang-up) is here, or
+        comes within linger_s: a browser loading a page sends its requests
+        close together, and this thread serves them all."""
+        sock = self.connection
+        sock.settimeout(0.0)
+        try:
+            if self.rfile.peek(1):  # a pipelined request already read ahead: never blocks here
+                return True
+        except OSError:
+            return True  # the next read sees it again, and ends the connection
+        finally:
+            sock.settimeout(self.timeout)
+        return bool(self._readable(sock, self.linger_s))
+
+    def _readable(self, socks, timeout_s):
+        """The sockets among `socks` (one, or a list) that are readable, at
+        end of file or in error within timeout_s."""
+        if _poll is None:
+            return waitio.readable(socks if isinstance(socks, list) else [socks], timeout_s)
+        # a poll object of our own: waitio's general one costs more per
+        # request than this path can spare
+        poller = _poll()
+        by_fd = {}
+        for sock in socks if isinstance(socks, list) else [socks]:
+            by_fd[sock.fileno()] = sock
+            poller.register(sock, _POLLIN)
+        return [by_fd[fd] for fd, _ in poller.poll(max(0, int(timeout_s * 1000 + 0.999)))]
 
     def __getattr__(self, name):
         # BaseHTTPRequestHandler calls do_<METHOD>; a proxy forwards every method,
@@ -115,9 +143,43 @@ class ProxyHandler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def log_message(self, format, *args):
-        # the stdlib writes straight to sys.stderr; route it to our logger
+        # the stdlib writes straight to sys.stderr; route it to our logger,
+        # with the browser's control characters escaped (a request line may hold any)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s", self.address_string(), format % args)
+            log.debug("%s %s", self.address_string(), (format % args).translate(_ESCAPES))
+
+    def send_error(self, code, message=None, explain=None):
+        # the stdlib's answer is an HTML page (for a request line over 64 KiB);
+        # here every refusal is one line of text
+        if not isinstance(getattr(self, "headers", None), http.client.HTTPMessage):
+            self.headers = http.client.HTTPMessage()
+        if code == 414:
+            message = "request line longer than %d bytes" % MAX_LINE
+        self._refuse(code, message or self.responses.get(code, ("", "refused"))[1])
+
+    def parse_request(self):
+        """Read the head after the request line (self.raw_requestline) strictly
+        (request_head); False after answering a head the proxy refuses."""
+        self.command = None
+        self.request_version = "HTTP/1.1"  # until known: an error answer still gets a status line
+        self.close_connection = True
+        self.requestline = self.raw_requestline.decode("latin-1").rstrip("\r\n")
+        self.headers = http.client.HTTPMessage()  # none read yet
+        try:
+            head = read_head(self.raw_requestline, self.rfile)
+        except BadHead as exc:
+            self._refuse(exc.status, str(exc))
+            return False
+        self.command, self.path, self.request_version = head.method, head.target, head.version
+        self.requestline, self.headers = head.line, head.headers
+        connection = tokens(self.headers.get_all("Connection", []))
+        if self.request_version == "HTTP/1.1":
+            self.close_connection = "close" in connection
+        else:
+            self.close_connection = "keep-alive" not in connection
+        if self.headers.get("Expect", "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
 
     def _dispatch(self):
         if self.path.startswith(INTERNAL_PREFIX):
@@ -127,101 +189,6 @@ class ProxyHandler(BaseHTTPRequestHandler):
             self._websocket()
         else:
             self._forward()
-
-    # --- responses of our own ---
-    def _has_request_body(self):
-        return bool(self.headers.get("Transfer-Encoding")) or \
-            self.headers.get("Content-Length", "0").strip() not in ("", "0")
-
-    def _reply(self, status, body, content_type="text/plain; charset=utf-8", headers=()):
-        if self._has_request_body():
-            self.close_connection = True  # its body is still unread
-        self.send_response_only(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in headers:
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.log_request(status)
-
-    def _bad_request(self, reason):
-        # the request's framing cannot be trusted: nothing after it on this
-        # connection can be either
-        self.close_connection = True
-        self._reply(400, ("bad request: %s\n" % reason).encode("utf-8", "replace"))
-
-    def _internal(self):
-        route = self.path.split("?", 1)[0]
-        if self.command not in ("GET", "HEAD"):
-            self._reply(405, b"method not allowed\n", headers=[("Allow", "GET, HEAD")])
-        elif route == SCRIPT_PATH:
-            self._reply(200, self.proxy.script(), "text/javascript; charset=utf-8")
-        elif route == SSE_PATH:
-            self._sse()
-        elif route == STATUS_PATH:
-            body = json.dumps({"app": self.proxy.app_accepts()}).encode()
-            self._reply(200, body, "application/json")
-        else:
-            self._reply(404, b"not found\n")
-
-    def _app_down(self, exc):
-        if isinstance(exc, ConnectionRefusedError):
-            reason = "connection refused"
-        elif isinstance(exc, (socket.timeout, TimeoutError)):
-            reason = "timed out"
-        else:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        line = "app not reachable at %s:%d (%s); still building?" % (APP_HOST, self.proxy.app_port, reason)
-        self.proxy.note_app_down(line)
-        self._reply(502, (_DOWN_PAGE % line).encode("utf-8"), "text/html; charset=utf-8")
-
-    def _shutting_down(self):
-        self.close_connection = True
-        self._reply(503, b"air_std is shutting down\n")
-
-    # --- the event stream ---
-    def _sse(self):
-        subscribers = self.proxy.subscribers
-        try:
-            sub = subscribers.add()
-        except RegistryClosed:
-            self._shutting_down()
-            return
-        try:
-            self.close_connection = True  # the stream ends with the connection
-            self.send_response_only(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.log_request(200)
-            if self.command == "HEAD":
-                return
-            self.wfile.write(self._sse_greeting())
-            interval = self.proxy.ping_interval_s
-            while True:
-                item = sub.get(interval)
-                if item is STOP:
-                    return
-                self.wfile.write(b": ping\n\n" if item is None else format_sse(item))
-        except CLIENT_GONE as exc:
-            log.debug("SSE client %s went away: %r", self.client_address[0], exc)
-        finally:
-            subscribers.remove(sub.id)
-
-    def _sse_greeting(self):
-        # the current app start number first: a page served before a restart
-        # whose reload it missed (published before this stream connected) reloads now
-        first = b"retry: 1000\n\n" + format_sse(Event("hello", json.dumps({"gen": self.proxy.generation})))
-        failure = self.proxy.last_failure
-        if failure is not None:  # a page opened after a failed build shows it too
-            first += format_sse(failure)
-        return first
 
     # --- forwarding ---
     def _target(self):
@@ -234,7 +201,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
     def _forward_headers(self, keep_upgrade=False):
         h = self.headers
         drop = HOP_BY_HOP | tokens(h.get_all("Connection", [])) | _NOT_FORWARDED
-        out = [(k, v) for k, v in h.items() if k.lower() not in drop]
+        out = [(k, v) for k, v in h.items()
+               if k.lower() not in drop and not k.lower().startswith("x-forwarded-")]
         host = h.get("Host") or "%s:%d" % (APP_HOST, self.proxy.app_port)
         out.insert(0, ("Host", host))
         if keep_upgrade:
@@ -243,10 +211,11 @@ class ProxyHandler(BaseHTTPRequestHandler):
             wanted = [t for t in (h.get("Accept-Encoding") or "").split(",")
                       if t.split(";")[0].strip().lower() in DECODABLE]
             out.append(("Accept-Encoding", ",".join(wanted).strip() or "identity"))
-        forwarded = [v.strip() for v in h.get_all("X-Forwarded-For", [])]
-        out.append(("X-Forwarded-For", ", ".join(forwarded + [self.client_address[0]])))
-        out.append(("X-Forwarded-Proto", h.get("X-Forwarded-Proto", "http")))
-        out.append(("X-Forwarded-Host", h.get("X-Forwarded-Host", host)))
+        # the proxy is where the browser connects: what it knows replaces what
+        # the browser says (it speaks plain HTTP only)
+        out.append(("X-Forwarded-For", self.client_address[0]))
+        out.append(("X-Forwarded-Proto", "http"))
+        out.append(("X-Forwarded-Host", host))
         out.append(("Via", ", ".join(h.get_all("Via", []) + [self._via()])))
         return out
 
@@ -263,8 +232,18 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 return make()
             except OSError as exc:
                 last = exc
+            if last.errno in EXHAUSTED:  # not the app: this process is out of descriptors
+                self.close_connection = True
+                self._reply(503, REFUSAL_BODY)
+                return None
             if stopping.is_set():
                 self._shutting_down()
+                return None
+            if self.proxy.last_failure is not None:
+                # stop_on_error: the runner stopped the app after a failed build and
+                # starts none until a build succeeds; waiting for it would only delay
+                # the 502 page, whose live-reload client shows the failure
+                self._app_down(last, after_failure=True)
                 return None
             if time.monotonic() >= deadline:
                 self._app_down(last)
@@ -274,35 +253,32 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 return None
 
     def _open_upstream(self):
-        conn = http.client.HTTPConnection(APP_HOST, self.proxy.app_port, timeout=self.connect_timeout_s)
-        try:
-            conn.connect()
-        except OSError:
-            conn.close()
-            raise
-        conn.sock.settimeout(self.upstream_timeout_s)
-        self.server.track(conn.sock)
-        return conn
+        conn = open_app_connection(self.proxy.app_port, self.connect_timeout_s, self.upstream_timeout_s)
+        return self.server.upstream.tracked(conn)
 
     def _drop_upstream(self):
+        """Close this request's app connection (it cannot be reused)."""
         conn, self._upstream = self._upstream, None
         if conn is not None:
-            if conn.sock is not None:
-                self.server.untrack(conn.sock)
-            conn.close()
+            self.server.upstream.discard(conn)
+
+    def _release_upstream(self):
+        """Give this request's app connection back for the next request."""
+        conn, self._upstream = self._upstream, None
+        if conn is not None:
+            self.server.upstream.give(conn)
 
     def _forward(self):
         try:
             target = self._target()
-            kind, length = framing(self.headers)
+            kind, length = framing(self.headers, self.request_version)
         except ValueError as exc:  # BadBody, or a target urlsplit cannot parse
             self._bad_request(exc)
             return
         for attempt in (1, 2):
+            # a retry opens a new connection: the idle ones went with the one that failed
+            self._upstream = self.server.upstream.take() if attempt == 1 else None
             reused = self._upstream is not None
-            if reused and (self._upstream.sock is None or _is_stale(self._upstream.sock)):
-                self._drop_upstream()  # the app closed it (a restart, or its idle timeout)
-                reused = False
             if not reused:
                 self._upstream = self._connect(self._open_upstream)
                 if self._upstream is None:
@@ -320,18 +296,20 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 return
             except AppGone as exc:
                 self._drop_upstream()
+                if reused:
+                    self.server.upstream.clear()  # an idle connection died: most likely, the app did
                 if attempt == 1 and reused and kind is None and self.command in _REPLAYABLE:
                     continue  # a keep-alive connection that died just now: safe to replay
                 self.close_connection = True
                 self._app_down(exc.__cause__ or exc)
                 return
-        self._relay(resp)
+        self._relay(resp, target)
 
-    def _send_request(self, conn, target, kind, length):
+    def _send_request(self, conn, target, kind, length, method=None):
         """Send the request line, headers and body to the app. AppGone when
         the app fails; BadBody when the browser's body is malformed; a
         vanished browser's error propagates as it is."""
-        conn.putrequest(self.command, target, skip_host=True, skip_accept_encoding=True)
+        conn.putrequest(method or self.command, target, skip_host=True, skip_accept_encoding=True)
         try:
             for name, value in self._forward_headers():
                 conn.putheader(name, value)
@@ -358,16 +336,53 @@ class ProxyHandler(BaseHTTPRequestHandler):
         except OSError as exc:
             raise AppGone(exc) from exc
 
-    @staticmethod
-    def _get_response(conn):
+    def _get_response(self, conn):
+        """The app's response; AppGone if the app fails, CLIENT_GONE if the
+        browser hangs up while the app is still thinking."""
+        if _QUICKACK is not None:
+            # An app that writes its headers and its body in two sends (the
+            # stdlib's http.server does) without TCP_NODELAY holds the body
+            # until the headers are acknowledged, and Linux delays that ACK
+            # up to 40 ms on a connection that has carried a request before.
+            try:
+                conn.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:
+                pass
+        self._wait_for_app(conn.sock)
         try:
-            return conn.getresponse()
+            resp = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             raise AppGone(exc) from exc
+        if resp.status == 101:
+            resp.close()
+            exc = BadReply("101 Switching Protocols to a request that asked for no upgrade")
+            raise AppGone(exc) from exc
+        return resp
 
-    def _relay(self, resp):
+    def _wait_for_app(self, sock):
+        """Until the app's answer starts (or its socket times out), watch the
+        browser too: one that hangs up meanwhile ends the request, so the app
+        sees its connection close instead of working for nobody."""
+        browser = [self.connection]
+        deadline = time.monotonic() + self.upstream_timeout_s
+        while True:
+            ready = self._readable([sock] + browser, max(0.0, deadline - time.monotonic()))
+            if sock in ready or not ready:
+                return  # the answer, or the app's own timeout, is for getresponse() to read
+            state = peek_state(self.connection)
+            if state == "eof":
+                raise ConnectionResetError("the browser closed the connection before the app answered")
+            browser = []  # the next request is already coming: only the app matters now
+
+    def _relay(self, resp, target):
         """Send the app's response to the browser, streaming the body."""
-        relay = ResponseRelay(self, resp, self.proxy.generation)
+        head_only = False
+        if self.command == "HEAD" and ResponseRelay(self, resp, 0).injects():
+            resp = self._get_for_head(resp, target)
+            if resp is None:
+                return
+            head_only = True
+        relay = ResponseRelay(self, resp, self.proxy.generation, head_only)
         done = False
         try:
             relay.send()
@@ -379,9 +394,29 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 self._app_down(exc.__cause__ or exc)
             # else the browser sees a truncated response and the connection closing
         finally:
-            if not done or resp.will_close:
-                self._drop_upstream()
             resp.close()
+            if not done or resp.will_close or relay.body_unread:
+                self._drop_upstream()
+            else:
+                self._release_upstream()
+
+    def _get_for_head(self, resp, target):
+        """A GET for the page a HEAD asked about: its Content-Length counts the
+        script tag only once the page is seen. None after answering 502."""
+        resp.close()
+        if resp.will_close:
+            self._drop_upstream()
+            self._upstream = self._connect(self._open_upstream)
+            if self._upstream is None:
+                return None
+        try:
+            self._send_request(self._upstream, target, None, 0, method="GET")
+            return self._get_response(self._upstream)
+        except AppGone as exc:
+            self._drop_upstream()
+            self.close_connection = True
+            self._app_down(exc.__cause__ or exc)
+            return None
 
     # --- WebSockets (and any other Upgrade to websocket): a byte tunnel ---
     def _open_app_socket(self):
@@ -399,7 +434,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
     def _websocket(self):
         self.close_connection = True  # after a tunnel the connection is not HTTP any more
         try:
-            framing(self.headers)  # a Content-Length the app gets must be one
+            framing(self.headers, self.request_version)  # a Content-Length the app gets must be one
         except BadBody as exc:
             self._bad_request(exc)
             return
@@ -420,26 +455,3 @@ class ProxyHandler(BaseHTTPRequestHandler):
         finally:
             self.server.untrack(sock)
             sock.close()
-
-
-_DOWN_PAGE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>502 app not reachable</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;margin:3em;color:#222}code{background:#eee;padding:2px 4px}</style>
-</head><body>
-<h1>502: app not reachable</h1>
-<p><code>%s</code></p>
-<p>This page reloads itself as soon as the app answers.</p>
-<script>
-(function () {
-  function poll() {
-    fetch("/__air_internal/app-status", {cache: "no-store"})
-      .then(function (r) { return r.json(); })
-      .then(function (s) { if (s.app) { location.reload(); } else { setTimeout(poll, 1000); } },
-            function () { setTimeout(poll, 1000); });
-  }
-  setTimeout(poll, 1000);
-})();
-</script>
-<script src="/__air_internal/livereload.js"></script>
-</body></html>
-"""

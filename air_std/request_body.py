@@ -19,7 +19,7 @@ and dropped: the app gets the body re-chunked, byte for byte.
 
 import re
 
-from air_std.proxy_http import CHUNK, tokens
+from air_std.proxy_http import CHUNK
 
 # 16 hex digits already allow 2**64 - 1 bytes in one chunk.
 MAX_SIZE_DIGITS = 16
@@ -53,18 +53,26 @@ def _shown(value, limit=40):
     return text + "..." if len(value) > limit else text
 
 
-def framing(headers):
+def framing(headers, version="HTTP/1.1"):
     """How the request's body is delimited: ("chunked", None), ("length", n)
     or (None, 0) when it has none. BadBody when the headers are malformed.
 
-    Transfer-Encoding wins over Content-Length, as RFC 9112 section 6.3 says.
-    Around a Content-Length value only spaces and tabs are optional
-    whitespace (RFC 9110 section 5.5); the value itself is 1*DIGIT.
+    The only transfer coding a browser sends is chunked, alone; with it a
+    Content-Length is refused, and so is any Transfer-Encoding in HTTP/1.0
+    (RFC 9112 section 6.1 lets a server refuse both: they are how one request
+    is made to look like two). Around a Content-Length value only spaces and
+    tabs are optional whitespace (RFC 9110 section 5.5); the value itself is
+    1*DIGIT.
     """
-    codings = tokens(headers.get_all("Transfer-Encoding", []))
-    if codings:
-        if "chunked" not in codings:
-            raise BadBody("unsupported Transfer-Encoding %s" % _shown(", ".join(sorted(codings))))
+    encodings = headers.get_all("Transfer-Encoding", [])
+    if encodings:
+        codings = [t.strip().lower() for v in encodings for t in v.split(",")]
+        if codings != ["chunked"]:
+            raise BadBody("unsupported Transfer-Encoding %s (only chunked)" % _shown(", ".join(encodings)))
+        if headers.get_all("Content-Length"):
+            raise BadBody("both Transfer-Encoding and Content-Length")
+        if version != "HTTP/1.1":
+            raise BadBody("Transfer-Encoding in an %s request" % version)
         return "chunked", None
     lengths = {v.strip(" \t") for v in headers.get_all("Content-Length", [])}
     if not lengths:

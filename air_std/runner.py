@@ -12,13 +12,21 @@ start, exit, rerun and stop) and postcmd.py (post_cmd at shutdown).
 
 Builds are cancellable: while a build command runs, the runner keeps reading
 its queue; a new change kills the build's process group and starts the
-debounce again. Shutdown (the shared Event, or STOP on the queue) cancels a
+debounce again. A RestartNow on the queue (SIGUSR1, through the engine) is a
+change that is due at once. Shutdown (the shared Event, or STOP on the queue) cancels a
 build and stops the app before the thread ends.
+
+The project root is checked on every turn of the loop (one stat) and before
+every build: once it is gone (deleted, moved away) nothing can be built or
+started there, so the runner says so in one line, ends (stopping the app)
+and tells the engine (`on_root_gone`), which stops air_std with exit code 1.
 """
 
+import errno
 import logging
 import os
 import queue
+import stat
 import threading
 
 from air_std import log as airlog, process
@@ -26,7 +34,7 @@ from air_std.app import App
 from air_std.build import BuildCancelled, Builder
 from air_std.buildoutput import StrayPipes
 from air_std.debounce import Debouncer
-from air_std.messages import STOP, ChangeBatch
+from air_std.messages import STOP, ChangeBatch, RestartNow
 from air_std.part import Part
 from air_std.postcmd import POST_CMD_GRACE_S, POST_CMD_TIMEOUT_S, post_commands, run_post_cmd
 
@@ -65,10 +73,13 @@ class Runner(Part):
         self.force = force or threading.Event()
         self.listener = listener or NullListener()
         self.changes = Debouncer(cfg.build.delay_s)
+        self._restart_why = None  # who asked for the restart now pending, if any
         self.strays = StrayPipes()
-        self.builder = Builder(cfg, self.force, self.listener, self.strays, tick_s=TICK_S)
+        self.builder = Builder(cfg, self.force, self.strays, tick_s=TICK_S)
         self.app_life = App(cfg, self.stop_event, self.force, app_args,
                             on_started=self.listener.app_started, tick_s=TICK_S)
+        self.on_root_gone = None  # callable(name), set by the engine
+        self.root_lost = False
 
     @property
     def app(self):
@@ -90,13 +101,18 @@ class Runner(Part):
     def _wake(self):
         self.inbox.put(STOP)
 
+    def request_restart(self, why):
+        """From any thread: rebuild and restart the app now, as if a file had changed."""
+        if not self.should_stop:
+            self.inbox.put(RestartNow(why))
+
     # --- thread body ---
     def run(self):
         try:
             self._build_and_run([])
             while not self.should_stop:
                 self._wait_for_work()
-                if self.should_stop:
+                if self.should_stop or self._root_gone():
                     break
                 if self.changes.due():
                     self._build_and_run(self.changes.take())
@@ -126,31 +142,52 @@ class Runner(Part):
             self.stop_event.set()
         elif isinstance(item, ChangeBatch) and item:
             self.changes.add(item.paths)
+        elif isinstance(item, RestartNow):
+            self._restart_why = item.why
+            self.changes.request_now()
 
     def _check_app(self):
         self.app_life.check()
 
     # --- build and run ---
     def _build_and_run(self, changed):
-        if changed:
-            self._announce(changed)
+        if self._root_gone():
+            return
+        why, self._restart_why = self._restart_why, None
+        if changed or why:
+            self._announce(changed, why)
         self.app_life.cancel_rerun()
         ok = self._build_until_not_cancelled()
         if ok is None or self.should_stop:  # stopped, or the build ended just as air_std was asked to
             return
         if not ok and self.cfg.build.stop_on_error:
-            if self.app is not None:
-                log.info("keeping the previous app running (build.stop_on_error)")
+            self._stop_after_failure()
             return
+        # stop_on_error = false: like Air, the app is restarted even after a failed
+        # build (from the binary the last good build left), and the browser is not
+        # shown the failure, since the reload that follows the restart would replace it
         self.app_life.restart()
 
-    def _announce(self, changed):
+    def _stop_after_failure(self):
+        """build.stop_on_error = true, as Air's buildRun (runner/engine.go): the
+        app is stopped until a build succeeds. The browser is told first, so that
+        the proxy answers at once from then on instead of waiting for the app."""
+        self.listener.build_failed(*self.builder.failure)
+        if self.app is not None:
+            log.info("stopping the app until a build succeeds (build.stop_on_error = true)")
+        self.app_life.stop()
+
+    def _announce(self, changed, why=None):
         cfg = self.cfg
-        names = sorted({os.path.relpath(p, cfg.root_path) for p in changed})
-        more = " and %d more" % (len(names) - 3) if len(names) > 3 else ""
-        main_log.info("%s changed; rebuilding", ", ".join(names[:3]) + more)
+        # Air's start() clears the screen first, so the "changed" line stays on it
         if cfg.screen.clear_on_rebuild:
             airlog.clear_screen(keep_scroll=cfg.screen.keep_scroll)
+        names = sorted({os.path.relpath(p, cfg.root_path) for p in changed})
+        more = " and %d more" % (len(names) - 3) if len(names) > 3 else ""
+        if names:
+            main_log.info("%s changed; rebuilding", ", ".join(names[:3]) + more)
+        if why:
+            main_log.info("restart asked for (%s); rebuilding", why)
 
     def _build_until_not_cancelled(self):
         """The build's result (True: ok), built again after each cancelling
@@ -158,6 +195,10 @@ class Runner(Part):
         while True:
             try:
                 return self.builder.run(self._cancel_requested)
+            except FileNotFoundError:  # the build's working directory, if the root just went
+                if self._root_gone():
+                    return None
+                raise
             except BuildCancelled:
                 if self.should_stop:
                     return None
@@ -185,3 +226,24 @@ class Runner(Part):
             except queue.Empty:
                 pass
         self.changes.take()
+        self._restart_why = None  # the rebuild that follows is the restart asked for
+
+    # --- the root ---
+    def _root_gone(self):
+        """True once the project root is gone; the first time, says so, stops
+        the loop and tells the engine. Any other error (EACCES, EIO) is not a
+        disappearance: the build or the watcher reports it."""
+        if self.root_lost:
+            return True
+        try:
+            gone = not stat.S_ISDIR(os.stat(self.cfg.root_path).st_mode)
+        except OSError as exc:
+            gone = exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ESTALE)
+        if not gone:
+            return False
+        self.root_lost = True
+        main_log.error("root %s no longer exists (deleted or moved); stopping", self.cfg.root_path)
+        self.stop_event.set()
+        if self.on_root_gone is not None:
+            self.on_root_gone(self.name)
+        return True

@@ -20,7 +20,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from air_std import kinds
 from air_std.errors import ConfigError
-from air_std.kinds import COMMAND, DURATION, FLAG, MILLISECONDS, PORT, STRINGS, TEXT, WATCHER
+from air_std.kinds import COLOR_MODE, COMMAND, DURATION, FLAG, MILLISECONDS, PORT, STRINGS, TEXT, WATCHER
 
 PLATFORMS = ("windows", "linux", "darwin")
 
@@ -106,8 +106,8 @@ KEYS = (
     Key("color", "watcher", TEXT, "cyan"),
     Key("color", "build", TEXT, "yellow"),
     Key("color", "runner", TEXT, "green"),
-    Key("color", "app", TEXT, ""),
-    Key("color", "mode", TEXT, ""),
+    Key("color", "app", TEXT, ""),           # declared by Air and never read, here too
+    Key("color", "mode", COLOR_MODE, ""),    # "": auto
 
     Key("misc", "clean_on_exit", FLAG, False),
     Key("misc", "startup_banner", TEXT, None),   # None: not set; "": hide the banner
@@ -122,8 +122,10 @@ KEYS = (
     Key("proxy", "bind", TEXT, "127.0.0.1"),   # the proxy's listen address
 )
 
-# One table of [[build.rules]] (added to Air in 2026). A rule without a name is
-# called rule-<index>.
+# One table of [[build.rules]] (added to Air in 2026; runner/config.go, cfgRule).
+# A rule without a name is called rule-<index>; Air's cfgRule.delay() makes a
+# delay of 0 (or none) 1000 ms. New rule keys go here, and rules.py and
+# rule_runner.py read them.
 RULE_KEYS = (
     Key("build.rules", "name", TEXT, None),
     Key("build.rules", "cmd", TEXT, ""),
@@ -131,8 +133,9 @@ RULE_KEYS = (
     Key("build.rules", "include_ext", STRINGS, ()),
     Key("build.rules", "include_file", STRINGS, ()),
     Key("build.rules", "exclude_regex", STRINGS, ()),
-    Key("build.rules", "delay", MILLISECONDS, 0),
+    Key("build.rules", "delay", MILLISECONDS, 1000, unit="ms", zero="default"),
 )
+RULE_KEY = {key.name: key for key in RULE_KEYS}
 
 SECTIONS = tuple(dict.fromkeys(key.section for key in KEYS))   # in .air.toml order
 BY_SECTION = {section: {k.name: k for k in KEYS if k.section == section} for section in SECTIONS}
@@ -171,7 +174,8 @@ def flag_key(dotted):
         return key
     if dotted == "build.rules":
         raise ConfigError("--build.rules: rules can only be set in the config file ([[build.rules]])")
-    raise ConfigError("unknown option --%s%s" % (dotted, did_you_mean(dotted, flag_names(), "--%s")))
+    raise ConfigError("unknown option --%s%s" % (kinds.printable(dotted),
+                                                 did_you_mean(dotted, flag_names(), "--%s")))
 
 
 def suggest(name, candidates):

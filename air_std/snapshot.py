@@ -1,4 +1,5 @@
 """The watcher's model of the tree, and the scan that brings it up to date.
+The trees, rather: root, and each include_dir outside root (`Snapshot.trees`).
 
 Used by the watcher thread ("air-watcher") through its driver (polling or
 inotify); tests also use it with no thread at all. Nothing here knows which
@@ -35,19 +36,16 @@ import logging
 import os
 import stat
 import time
-import types
 
-from air_std.contenthash import store_hash
-from air_std.messages import ChangeBatch
+from air_std.treenode import Node, ScanPass, file_key, store_hash, unpack_key
 
-__all__ = ["Node", "ScanPass", "Snapshot", "file_key", "dir_key", "unpack_key", "GONE_ERRNOS"]
+__all__ = ["Node", "ScanPass", "Snapshot", "file_key", "unpack_key", "GONE_ERRNOS"]
 
 log = logging.getLogger("air_std.watcher")
 
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _O_DIR_NOFOLLOW = _O_DIR | getattr(os, "O_NOFOLLOW", 0)
 _S_ISDIR = stat.S_ISDIR
-_M64 = (1 << 64) - 1
 _time_ns = time.time_ns
 
 # Directory timestamps come from a coarse clock, so a change in the same tick
@@ -60,134 +58,14 @@ _RACY_NS = 3000000000  # FAT keeps mtimes to 2 s, ext3 and HFS+ to 1 s
 # Errors meaning "no directory here any more" (ELOOP: it became a symlink loop).
 GONE_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 
-# The children of a directory that has none: most directories are leaves, and
-# one read-only mapping shared by all of them spares a dict each (64 bytes, a
-# tenth of a node). add_dir() gives a node its own dict on its first child.
-_NO_CHILDREN = types.MappingProxyType({})
-
-
-class Node:
-    """One walked directory of the snapshot."""
-
-    __slots__ = ("path", "rule", "files", "children", "parent", "name", "alive",
-                 "ident", "is_link", "dkey", "hashes", "wd")
-
-    def __init__(self, path, rule, parent, name, is_link=False, ident=None):
-        self.path = path                      # absolute, no trailing "/" (except "/")
-        self.rule = rule                      # filters.DirRule
-        self.files = {}                       # name -> file_key(stat)
-        self.children = _NO_CHILDREN          # name -> Node
-        self.parent = parent
-        self.name = name
-        self.alive = True
-        self.ident = ident                    # (st_dev, st_ino), kept with follow_symlink
-        self.is_link = is_link                # reached through a symlink
-        self.dkey = None                      # dir_key() of the dir at its last trusted listing
-        self.hashes = None                    # name -> digest, with exclude_unchanged
-        # The inotify driver's watch descriptor. A slot here costs 8 bytes per
-        # directory; a dict beside the tree would cost several times that.
-        self.wd = None
-
-    @property
-    def prefix(self):
-        """The path with one trailing "/", to join names to. Computed, not
-        stored: it is needed only where a change is recorded, and a second
-        string per directory would cost more than the join."""
-        path = self.path
-        return path if path.endswith("/") else path + "/"
-
-
-class ScanPass:
-    """One pass over (part of) a snapshot: the edits it makes to the nodes,
-    each recorded as a change; the directories it still has to list; and how
-    the driver that started it wants directories listed.
-
-    `list_all`: list every directory, even one whose (mtime, inode) held.
-    `watches`: None, or an object with `add(node)` (called just before a
-    directory is listed, so nothing created after the listing is missed) and
-    `discard(node)` (called for each directory dropped from the snapshot);
-    the inotify driver passes itself. With watches, every symlink entry is
-    looked at (`Snapshot.link_dirs` must stay complete for that driver).
-    A pass made with record=False (the baseline) records no changes.
-    """
-
-    __slots__ = ("snapshot", "created", "modified", "deleted", "new_dirs", "pending",
-                 "list_all", "watches")
-
-    def __init__(self, snapshot, list_all=False, watches=None, record=True):
-        self.snapshot = snapshot
-        self.created = [] if record else None   # absolute paths
-        self.modified = [] if record else None
-        self.deleted = [] if record else None
-        self.new_dirs = [] if record else None  # Nodes this pass added
-        self.pending = []                       # (node, recurse) still to scan
-        self.list_all = list_all
-        self.watches = watches
-
-    def batch(self):
-        """The changes as one ChangeBatch (sorted paths), or None when there are none."""
-        if not (self.created or self.modified or self.deleted):
-            return None
-        return ChangeBatch(tuple(sorted(self.created)), tuple(sorted(self.modified)),
-                           tuple(sorted(self.deleted)))
-
-    # -- edits: each changes the snapshot and is recorded here ------------------------
-
-    def update_file(self, node, name, key):
-        """A known file's key moved."""
-        node.files[name] = key
-        if self.snapshot.exclude_unchanged:
-            old = node.hashes.get(name) if node.hashes is not None else None
-            new = store_hash(node, name)
-            if old is not None and new == old:
-                return  # only the stat changed; Air's exclude_unchanged skips it
-        if self.modified is not None:
-            self.modified.append(node.prefix + name)
-
-    def drop_file(self, node, name):
-        del node.files[name]
-        if node.hashes is not None:
-            node.hashes.pop(name, None)
-        if self.deleted is not None:
-            self.deleted.append(node.prefix + name)
-
-    def add_dir(self, node, name, is_link=False, ident=None):
-        """The node of a new subdirectory, or None when the filter prunes it."""
-        rule = self.snapshot.filters.dir_rule(node.rule, name)
-        if rule is None:
-            return None
-        child = Node(node.prefix + name, rule, node, name, is_link, ident)
-        if node.children is _NO_CHILDREN:
-            node.children = {}
-        node.children[name] = child
-        if self.new_dirs is not None:
-            self.new_dirs.append(child)
-        return child
-
-    def drop_dir(self, node, name):
-        """Forget a subdirectory that is gone: all its files are deleted."""
-        deleted = self.deleted
-        watches = self.watches
-        link_dirs = self.snapshot.link_dirs
-        stack = [node.children.pop(name)]
-        while stack:
-            n = stack.pop()
-            n.alive = False
-            if deleted is not None:
-                deleted.extend([n.prefix + fname for fname in n.files])
-            n.files = {}
-            n.hashes = None
-            stack.extend(n.children.values())
-            n.children = _NO_CHILDREN
-            link_dirs.discard(n)
-            if watches is not None:
-                watches.discard(n)
-
 
 class Snapshot:
-    """The watched files under one root, kept up to date pass by pass.
+    """The watched files under the root and under each include_dir outside
+    it, kept up to date pass by pass.
 
-    Only one thread may use it at a time (the watcher thread once started).
+    `trees` lists the top Node of every tree walked, root first: drivers that
+    treat trees apart (a watch per filesystem, say) read it. Only one thread
+    may use a snapshot at a time (the watcher thread once started).
     """
 
     def __init__(self, root_path, filters, follow_symlink=False, exclude_unchanged=False):
@@ -199,6 +77,15 @@ class Snapshot:
         self.follow_symlink = bool(follow_symlink)
         self.exclude_unchanged = bool(exclude_unchanged)
         self.root = Node(root_path, filters.root_rule(), None, "")
+        self.trees = [self.root]
+        for tree in filters.trees[1:]:
+            path = os.path.normpath(os.path.join(root_path, tree.rel))
+            if os.path.isdir(path):
+                self.trees.append(Node(path, filters.tree_rule(tree.rel), None, ""))
+            else:
+                # Air (engine.go, watchConfiguredDirs) logs and skips it too
+                log.warning("%s: %s does not exist or is not a directory; not watched",
+                            tree.key, tree.rel)
         # Directories holding symlinks. A link's target may change where no
         # directory mtime moves (and where no inotify watch sees it), so these
         # are always listed.
@@ -208,8 +95,8 @@ class Snapshot:
     # -- passes -------------------------------------------------------------------
 
     def scan_tree(self, scan):
-        """Scan every directory from the root, in the way `scan` asks."""
-        scan.pending.append((self.root, True))
+        """Scan every directory of every tree, in the way `scan` asks."""
+        scan.pending.extend([(top, True) for top in self.trees])
         self.drain(scan)
 
     def drain(self, scan):
@@ -520,7 +407,7 @@ class Snapshot:
 
     def nodes(self):
         """Every directory node, parents before their children."""
-        stack = [self.root]
+        stack = list(self.trees)
         while stack:
             node = stack.pop()
             yield node
@@ -528,17 +415,17 @@ class Snapshot:
 
     def node_at(self, path):
         """The node of the walked directory at absolute `path`, or None."""
-        root = self.root
-        if path == root.path:
-            return root
-        if not path.startswith(root.prefix):
-            return None
-        node = root
-        for part in path[len(root.prefix):].split("/"):
-            node = node.children.get(part)
-            if node is None:
-                return None
-        return node
+        for top in self.trees:
+            if path == top.path:
+                return top
+            if path.startswith(top.prefix):
+                node = top
+                for part in path[len(top.prefix):].split("/"):
+                    node = node.children.get(part)
+                    if node is None:
+                        return None
+                return node
+        return None
 
     def counts(self):
         """(watched files, walked directories)."""
@@ -555,29 +442,3 @@ class Snapshot:
             for name, key in node.files.items():
                 out[node.prefix + name] = unpack_key(key)
         return out
-
-
-def file_key(st):
-    """(st_mtime_ns, st_size, st_ino) of a stat result as one int: one compare,
-    and about a third of the memory of a 3-tuple of ints (a 100k-file snapshot
-    would otherwise need some 40 MB). It is one-to-one because
-    |mtime_ns| < 2**63 and size < 2**64; "+" rather than "|" keeps negative
-    (pre-1970) mtimes apart without a mask. The scan loop inlines the same
-    expression."""
-    return (st.st_ino << 128) + (st.st_size << 64) + st.st_mtime_ns
-
-
-def dir_key(st):
-    """(st_mtime_ns, st_ino) of a directory as one int: one object where a
-    tuple takes three (about 90 bytes less per directory). One-to-one, as
-    file_key is."""
-    return (st.st_ino << 64) + st.st_mtime_ns
-
-
-def unpack_key(key):
-    """file_key's int back to (mtime_ns, size, ino)."""
-    m = key & _M64
-    if m >= 1 << 63:  # a negative mtime borrowed from the fields above it
-        m -= 1 << 64
-    rest = (key - m) >> 64
-    return m, rest & _M64, rest >> 64

@@ -9,6 +9,14 @@ tomllib returns (same types, datetime objects included) and rejects what
 tomllib rejects, at the same line and column; tests/test_tomlread.py checks
 this differentially. Tests set `_FORCE_FALLBACK = True` to run the fallback on
 any Python.
+
+Depth is bounded, on both paths, because both readers recurse once per
+nested array or inline table and a few hundred levels end in RecursionError:
+the first bracket deeper than MAX_DEPTH is an error at its line and column
+(unless the text has an earlier error, which is reported as tomllib would
+report it), and so is a document with a value more than MAX_TREE_DEPTH
+levels below the top (dotted keys and headers make levels without brackets).
+An .air.toml needs three levels.
 """
 
 import re
@@ -16,11 +24,17 @@ from datetime import date, datetime, time, timedelta, timezone
 
 _FORCE_FALLBACK = False
 
+MAX_DEPTH = 32        # arrays and inline tables, one inside the other
+MAX_TREE_DEPTH = 64   # any value below the document, whatever made the levels
+_TOO_DEEP = "arrays and inline tables nested more than %d deep" % MAX_DEPTH
+
 
 class TomlDecodeError(ValueError):
     """Invalid TOML: `msg` plus 1-based `lineno` and `colno` (0 when unknown)."""
 
     def __init__(self, msg, lineno=0, colno=0):
+        if not msg.isprintable():  # it may quote the document: keep it to one line
+            msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
         super().__init__("%s (at line %d, column %d)" % (msg, lineno, colno) if lineno else msg)
         self.msg = msg
         self.lineno = lineno
@@ -32,24 +46,55 @@ _AT = re.compile(r"^(.*?)\s*\(at (?:line (\d+), column (\d+)|end of document)\)$
 
 def loads(text):
     """Parse TOML `text` (str) into a dict; raise TomlDecodeError on invalid TOML."""
-    if _FORCE_FALLBACK:
-        return _fallback_loads(text)
     try:
         import tomllib
     except ImportError:  # Python < 3.11
-        return _fallback_loads(text)
+        tomllib = None
+    if _FORCE_FALLBACK or tomllib is None:
+        doc = _fallback_loads(text)  # its own depth check, at the same place
+    else:
+        deep = _too_deep(text)
+        if deep is not None:
+            _raise_too_deep(tomllib, text, deep)
+        try:
+            doc = _tomllib_loads(tomllib, text)
+        except RecursionError:  # cannot happen after _too_deep; one line if it ever does
+            raise TomlDecodeError(_TOO_DEEP) from None
+    _check_table_depth(doc)
+    return doc
+
+
+def _tomllib_loads(tomllib, text, before=None):
+    """tomllib.loads with its error as a TomlDecodeError. With `before` (a
+    (line, column)): only an error placed before it is raised; one at the end
+    of the document is not, since `text` was cut there."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = _AT.match(str(exc))
         if not m:
-            raise TomlDecodeError(str(exc)) from None
-        if m.group(2):
-            raise TomlDecodeError(m.group(1), int(m.group(2)), int(m.group(3))) from None
-        src = text.replace("\r\n", "\n")
-        raise TomlDecodeError(m.group(1), *_where(src, len(src))) from None
+            error = TomlDecodeError(str(exc))
+        elif m.group(2):
+            error = TomlDecodeError(m.group(1), int(m.group(2)), int(m.group(3)))
+        elif before is not None:
+            return None
+        else:
+            src = text.replace("\r\n", "\n")
+            error = TomlDecodeError(m.group(1), *_where(src, len(src)))
     except ValueError as exc:  # tomllib lets int()'s digit limit (int_max_str_digits) through
-        raise TomlDecodeError(str(exc)) from None
+        error = TomlDecodeError(str(exc))
+    if before is not None and (error.lineno, error.colno) >= before:
+        return None
+    raise error from None
+
+
+def _raise_too_deep(tomllib, text, deep):
+    """The error for text whose bracket at index `deep` is too deep: the one
+    tomllib finds before it, if any (so both paths report the same), else the
+    depth at that bracket."""
+    where = _where(text.replace("\r\n", "\n"), deep - text.count("\r\n", 0, deep))
+    _tomllib_loads(tomllib, text[:deep], before=where)
+    raise TomlDecodeError(_TOO_DEEP, *where)
 
 
 def _where(src, pos):
@@ -64,6 +109,59 @@ def _where(src, pos):
         pos = len(src)
     start = src.rfind("\n", 0, pos) + 1
     return src.count("\n", 0, pos) + 1, pos - start + 1
+
+
+# What the depth scan skips: comments, and strings (with their escapes and,
+# for the multi-line ones, up to two quotes before the closing three); the
+# last branch takes one character, so that a match never fails.
+_SCAN_SKIP = re.compile(r'''
+    \#[^\n]*
+  | """(?:[^"\\]|\\[\s\S]|"(?!""))*(?:"""\"{0,2}|\\?\Z)
+  | \'\'\'[\s\S]*?(?:\'\'\'\'{0,2}|\Z)
+  | "(?:[^"\\\n]|\\[^\n])*(?:"|(?=\n)|\\|\Z)
+  | \'[^\'\n]*(?:\'|(?=\n)|\Z)
+  | [\s\S]
+''', re.X)
+_SCAN_STOP = re.compile(r"[#\"\'\[\]{}]")
+
+
+def _too_deep(text):
+    """Index of the first '[' or '{' nested deeper than MAX_DEPTH, or None.
+
+    A lexical scan that agrees with TOML on valid text: brackets in comments
+    and strings do not count. Table headers count too (they close on their line).
+    """
+    depth = 0
+    pos = 0
+    while True:
+        m = _SCAN_STOP.search(text, pos)
+        if m is None:
+            return None
+        pos = m.start()
+        char = text[pos]
+        if char in "#\"\'":
+            pos = _SCAN_SKIP.match(text, pos).end()
+            continue
+        if char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return pos
+        elif depth:
+            depth -= 1
+        pos += 1
+
+
+def _check_table_depth(doc):
+    """TomlDecodeError when a value sits more than MAX_TREE_DEPTH levels below
+    the top: walked without recursion, since the depth is not known yet."""
+    stack = [(doc, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            raise TomlDecodeError("tables and arrays nested more than %d deep (dotted keys "
+                                  "like a.b.c, or [a.b.c] headers, count too)" % MAX_TREE_DEPTH)
+        items = value.values() if isinstance(value, dict) else value
+        stack.extend((item, depth + 1) for item in items if isinstance(item, (dict, list)))
 
 
 # ---- the fallback reader -------------------------------------------------
@@ -129,6 +227,13 @@ class _Reader:
         self._frozen = set()
         self._defined = set()
         self._pending = set()
+        self._depth = 0  # arrays and inline tables open around pos
+
+    def nest(self):
+        """Enter an array or inline table; past MAX_DEPTH an error at its bracket."""
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            self.fail(_TOO_DEEP)
 
     def fail(self, msg, pos=None):
         line, col = _where(self.src, self.pos if pos is None else pos)
@@ -306,6 +411,7 @@ class _Reader:
         self.fail("expected a value (string, number, true/false, date/time, [array] or {inline table})")
 
     def array(self):
+        self.nest()
         self.pos += 1
         items = []
         self._frozen.add(id(items))
@@ -319,6 +425,7 @@ class _Reader:
             elif self.peek() != "]":
                 self.fail("expected ',' or ']' in the array")
         self.pos += 1
+        self._depth -= 1
         return items
 
     def skip_blank(self):
@@ -331,6 +438,7 @@ class _Reader:
                 return
 
     def inline_table(self):
+        self.nest()
         self.pos += 1
         result = {}
         self._frozen.add(id(result))
@@ -338,6 +446,7 @@ class _Reader:
         self.skip(_WS)
         if self.peek() == "}":
             self.pos += 1
+            self._depth -= 1
             return result
         while True:
             key, value = self.key_value()
@@ -356,6 +465,7 @@ class _Reader:
             self.skip(_WS)
             if self.peek() == "}":
                 self.pos += 1
+                self._depth -= 1
                 return result
             if self.peek() != ",":
                 self.fail("expected ',' or '}' in the inline table (which must fit on one line)")

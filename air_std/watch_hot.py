@@ -17,7 +17,7 @@ costs at most a few hundred stats.
 import os
 from collections import OrderedDict
 
-from air_std.snapshot import dir_key
+from air_std.treenode import dir_key
 
 __all__ = ["HotSet", "HOT_DIRS_MAX", "HOT_FILES_MAX"]
 

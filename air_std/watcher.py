@@ -1,5 +1,7 @@
-"""The watcher: finds created, modified and deleted files under the root and
-puts one ChangeBatch per pass with changes on the runner's queue.
+"""The watcher: finds created, modified and deleted files under the root (and
+under each include_dir outside it) and puts one ChangeBatch per pass with
+changes on the runner's queue; with [[build.rules]], the changes a rule takes
+go to the rules part's queue instead, one RuleChanges per rule.
 
 Runs in the thread "air-watcher" (started by the engine). The thread's loop
 is small: it asks its driver for one step at a time and reports what the
@@ -26,6 +28,7 @@ import queue
 import sys
 
 from air_std.filters import PathFilter
+from air_std.messages import RuleChanges
 from air_std.part import Part
 from air_std.snapshot import Snapshot
 from air_std.watch_driver import Pacer, thread_time
@@ -50,15 +53,17 @@ class Watcher(Part):
 
     def __init__(self, root_path, filters, out_queue, shutdown_event, interval_s=None,
                  follow_symlink=False, exclude_unchanged=False, hot_interval_s=0.1,
-                 backend="auto", max_watches=None, on_crash=None, net_interval_s=None,
-                 mount_table=None):
+                 backend="auto", max_watches=None, rule_queue=None, on_crash=None,
+                 net_interval_s=None, mount_table=None):
         """root_path: the tree to watch; filters: a PathFilter; out_queue gets one
         ChangeBatch per pass with changes; shutdown_event is set if the thread
         crashes. interval_s: full-pass period in seconds, None to adapt it to the
         CPU budget (polling). hot_interval_s: period of the hot tier. backend:
         "auto", "poll" or "inotify". max_watches: cap on inotify watches below
         the kernel's limit (beyond it: one log line and back to polling; tests
-        use a small cap). on_crash: optional callable(name) told when the
+        use a small cap). rule_queue gets a RuleChanges per pass for each
+        [[build.rules]] entry with changes (filters.rules decides; without a
+        queue they are dropped). on_crash: optional callable(name) told when the
         thread crashes (the engine wakes its main thread with it); the
         attribute may be set later. net_interval_s: the auto driver's safety
         net period, None to adapt it (tests fix it). mount_table: a mountinfo
@@ -78,6 +83,7 @@ class Watcher(Part):
         self.max_watches = max_watches
         self.net_interval_s = net_interval_s
         self.mount_table = mount_table
+        self._rule_queue = rule_queue
         self._pacer = Pacer(interval_s)
         self.tree = None    # the snapshot.Snapshot, once the baseline is taken
         self.driver = None  # the watch_driver.Driver finding changes in it
@@ -85,9 +91,10 @@ class Watcher(Part):
     @classmethod
     def from_config(cls, cfg, out_queue, shutdown_event, **kwargs):
         """Build from a loaded Config: cfg.root_path, the build.include_*/exclude_*
-        keys (through PathFilter), build.follow_symlink, exclude_unchanged,
-        poll, poll_interval_s and air_std's build.watcher ("auto" unless set;
-        poll = true forces polling, as in Air)."""
+        keys and build.rules (through PathFilter), build.follow_symlink,
+        exclude_unchanged, poll, poll_interval_s and air_std's build.watcher
+        ("auto" unless set; poll = true forces polling, as in Air). kwargs
+        override those (rule_queue: where the rules' changes go)."""
         b = cfg.build
         kw = dict(interval_s=b.poll_interval_s, follow_symlink=b.follow_symlink,
                   exclude_unchanged=b.exclude_unchanged,
@@ -99,11 +106,15 @@ class Watcher(Part):
 
     def start(self):
         """Take the baseline snapshot now, then start the thread; returns at once after."""
+        for note in self.filters.notes:
+            log.warning("%s", note)
         if self.tree is None:
             self._baseline()
         files, dirs = self.counts()
         log.info("watching %d files in %d directories (%s)", files, dirs,
                  self.driver.describe())
+        for top in self.tree.trees[1:]:
+            log.info("also watching %s (outside root)", top.path)
         super().start()
 
     def run(self):
@@ -228,11 +239,14 @@ class Watcher(Part):
         return verdict.why
 
     def trees(self):
-        """The directories the watcher walks from: the root, then each include_dir."""
+        """The directories the watcher walks from: the root, each include_dir
+        in it, then each tree outside it (an include_dir of the main build or
+        of a rule, filters.trees)."""
         root = self.root_path
         out = [root]
-        for d in self.filters.include_dir:
-            path = os.path.join(root, d)
+        dirs = list(self.filters.include_dir) + [t.rel for t in self.filters.trees[1:]]
+        for d in dirs:
+            path = os.path.normpath(os.path.join(root, d))
             if path not in out:
                 out.append(path)
         return out
@@ -272,7 +286,14 @@ class Watcher(Part):
         its files)."""
         self._replace_failed_driver()
         self.driver.after_pass(scan)
-        batch = scan.batch()
+        if self.filters.rules is None:
+            batch = scan.batch()
+        else:
+            # Air (engine.go, the event loop of watchPath): rules first; a
+            # file a rule takes never reaches the main build.
+            batch, by_rule = scan.split()
+            for index, paths in sorted(by_rule.items()):
+                self._emit_rule(index, paths)
         if batch and log.isEnabledFor(logging.DEBUG):
             for kind, paths in (("created", batch.created), ("modified", batch.modified),
                                 ("deleted", batch.deleted)):
@@ -281,12 +302,22 @@ class Watcher(Part):
         return batch
 
     def _emit(self, batch):
-        if not batch:
-            return
+        if batch:
+            self._put(self._queue, batch)
+
+    def _emit_rule(self, index, paths):
+        if log.isEnabledFor(logging.DEBUG):
+            name = self.filters.rules.rules[index].name
+            for p in paths:
+                log.debug("%s matches rule %s", os.path.relpath(p, self.root_path), name)
+        if self._rule_queue is not None:
+            self._put(self._rule_queue, RuleChanges(index, tuple(paths)))
+
+    def _put(self, out, message):
         while True:
             try:
-                self._queue.put(batch, timeout=0.5)
+                out.put(message, timeout=0.5)
                 return
-            except queue.Full:  # a bounded queue and a busy runner: retry unless stopping
+            except queue.Full:  # a bounded queue and a busy consumer: retry unless stopping
                 if self.should_stop:
                     return

@@ -6,7 +6,9 @@ Prints markdown tables:
 1. requests/s and median latency straight to a small app and through the
    proxy, measured in the same run against the same app process;
 2. how long one reload takes to reach 1, 100 and 1000 SSE subscribers
-   (raw socket clients), from the publish call to the last client's read.
+   (raw socket clients), from the publish call to the last client's read;
+3. how long a new request waits right after 3000 idle keep-alive connections
+   (each used for one request) hang up at once, over several rounds.
 
 The app and the proxy each run in their own process (as with a real air_std);
 load comes from separate client processes, so the numbers are not one GIL
@@ -152,6 +154,31 @@ def fanout_ms(proxy, socks):
     return elapsed * 1000
 
 
+def idle_herd_ms(port, n):
+    """n keep-alive connections, one request each, left idle, then closed
+    together: how long the next request (on a new connection) takes."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.sendall(b"GET /plain HTTP/1.1\r\nHost: bench\r\n\r\n")
+        socks.append(s)
+    for s in socks:
+        got = b""
+        while len(got) < 2048 or b"\r\n\r\n" not in got:
+            got += s.recv(65536)
+    time.sleep(2.0)  # idle: past the proxy's linger, so parked (or, before, blocked threads)
+    for s in socks:
+        s.close()
+    t0 = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/plain")
+    conn.getresponse().read()
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    time.sleep(1.0)  # let the closing finish before the next round
+    return elapsed * 1000
+
+
 def raise_nofile(need):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < need:
@@ -169,7 +196,7 @@ def main(argv=None):
     lat_n = 200 if opts.quick else 1000
     rounds = 3 if opts.quick else 7
     clients = 4
-    raise_nofile(4096)
+    raise_nofile(8192)
 
     app, app_port = spawn(APP)
     proxy, proxy_port = spawn(PROXY, REPO, app_port)
@@ -201,6 +228,12 @@ def main(argv=None):
             print("| %d | %.2f | %.2f | %.2f |" % (n, statistics.median(times), min(times), max(times)))
         for s in socks:
             s.close()
+
+        n = 1000 if opts.quick else 3000
+        herd = [idle_herd_ms(proxy_port, n) for _ in range(3 if opts.quick else 7)]
+        print("\n| idle keep-alive connections closed at once | next request: median ms | max ms | rounds |")
+        print("| ---: | ---: | ---: | ---: |")
+        print("| %d | %.1f | %.1f | %d |" % (n, statistics.median(herd), max(herd), len(herd)))
     finally:
         proxy.stdin.close()
         try:

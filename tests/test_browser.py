@@ -66,10 +66,12 @@ def browser(tmp_path, chromium_binary):
 class Hello:
     """The example app in tmp_path, run by air_std.pyz with the proxy on."""
 
-    def __init__(self, tmp_path, run_air, pyz_path, extra_args=()):
+    def __init__(self, tmp_path, run_air, pyz_path, extra_args=(), prepare=None):
         self.dir = tmp_path / "hello"
         shutil.copytree(str(EXAMPLES / "hello"), str(self.dir),
                         ignore=shutil.ignore_patterns("tmp", "__pycache__"))
+        if prepare is not None:
+            prepare(self)
         self.app_port = free_port()
         self.proxy_port = free_port()
         while self.proxy_port == self.app_port:
@@ -165,8 +167,8 @@ def start_hello(chromium_binary, tmp_path, run_air, pyz_path):  # no Chromium: s
     """Start the example under air_std (extra CLI arguments allowed); stopped at teardown."""
     started = []
 
-    def start(extra_args=()):
-        app = Hello(tmp_path, run_air, pyz_path, extra_args)
+    def start(extra_args=(), prepare=None):
+        app = Hello(tmp_path, run_air, pyz_path, extra_args, prepare)
         started.append(app)
         return app
 
@@ -258,10 +260,12 @@ def test_build_error_overlay_is_text_only_and_fix_reloads(hello, browser):
     markup = "document.querySelectorAll('#air-std-overlay img, #air-std-overlay script').length"
     assert tab.evaluate(markup) == 0
 
-    # a page opened after the failure shows it too
+    # a page opened after the failure: the example's stop_on_error = true stopped the
+    # app, so the proxy answers its 502 page at once, whose live-reload client shows it
     late = open_page(browser, hello, page="late")
     wait_until(lambda: "SyntaxError" in overlay_text(late), timeout=RELOAD_TIMEOUT,
                what="the overlay on a page opened after the failure", output=lambda: hello.debug(browser))
+    assert "the last build failed" in late.evaluate("document.body.innerText")
 
     # give an injected onerror every chance to run (the image would fail to load at once)
     time.sleep(1.0)
@@ -275,7 +279,7 @@ def test_build_error_overlay_is_text_only_and_fix_reloads(hello, browser):
     reloaded = hello.wait_loads(2, page="a", browser=browser)[1]
     assert "Fixed by the browser test" in reloaded["text"]
     assert "Build failed" not in reloaded["text"]
-    hello.wait_loads(2, page="late", browser=browser)
+    hello.wait_loads(1, page="late", browser=browser)  # the 502 page sent no beacon
     wait_client_state(tab, ("open",), hello, browser)
     hello.assert_quiet(2, page="a")
     assert overlay_text(tab) == "" and overlay_text(late) == ""  # not shown again on reconnect
@@ -389,4 +393,52 @@ def test_restart_while_the_reloaded_page_loads_still_reaches_it(start_hello, bro
                             tab.evaluate("document.getElementById('greeting').textContent"),
                             hello.debug(browser)))
     assert newest
+    hello.stop()
+
+
+POST_ROUTE = """        if self.path.startswith("/form"):  # a form's answer: the page, and a note of the POST
+            if BEACON_LOG:
+                with beacon_lock, open(BEACON_LOG, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"t": time.time(), "pid": os.getpid(),
+                                        "data": {"kind": "post", "page": self.path}}) + "\\n")
+            return self.do_GET()
+        if self.path != "/beacon":"""
+
+
+def add_post_route(hello):
+    hello.edit("main.py", '        if self.path != "/beacon":', POST_ROUTE)
+
+
+def test_a_page_rendered_by_a_post_reloads_with_a_get(start_hello, browser):
+    """After a form's POST, a reload loads the same address with GET: it never
+    sends the form again (nor stops on the browser's "resubmit?" question)."""
+    hello = start_hello(prepare=add_post_route)
+    tab = open_page(browser, hello, page="form")
+    tab.evaluate("""(function () {
+        var form = document.createElement("form");
+        form.method = "post";
+        form.action = "/form?tab=post";
+        var field = document.createElement("input");
+        field.name = "q";
+        field.value = "1";
+        form.appendChild(field);
+        document.body.appendChild(form);
+        form.submit();
+    })()""")
+    url = hello.url + "form?tab=post"
+
+    def loads():
+        return [b for b in hello.beacons("load") if b["page"] == url]
+
+    first = wait_until(loads, timeout=RELOAD_TIMEOUT, what="the page the POST rendered",
+                       output=lambda: hello.debug(browser))[0]
+    assert len(hello.beacons("post")) == 1
+    wait_client_state(tab, ("open",), hello, browser)
+
+    hello.edit("main.py", GREETING, "Reloaded after a POST")
+    reloaded = wait_until(lambda: len(loads()) >= 2 and loads(), timeout=RELOAD_TIMEOUT,
+                          what="the reload of the page the POST rendered", output=lambda: hello.debug(browser))[1]
+    assert "Reloaded after a POST" in reloaded["text"] and reloaded["pid"] != first["pid"]
+    assert len(hello.beacons("post")) == 1, "the reload sent the POST again:\n" + hello.debug(browser)
+    assert tab.evaluate("location.href") == url
     hello.stop()

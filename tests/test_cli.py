@@ -136,7 +136,7 @@ def test_errors_are_one_line_and_exit_1(in_tmp, capsys):
 
 
 def test_warnings_go_to_stderr_and_json_stays_clean(in_tmp, capsys):
-    (in_tmp / ".air.toml").write_text("[build]\nfollow_symlinks = true\n")
+    (in_tmp / ".air.toml").write_text("[build]\nfollow_symlinks = true\nentrypoint = [\"./tmp/main\"]\n")
     assert cli.main(["--print-config"]) == 0
     out, err = capsys.readouterr()
     json.loads(out)

@@ -20,6 +20,11 @@ INVALID = corpus_files("invalid")
 ON_LINUX = config.current_platform() == "linux"
 
 
+
+def other_warnings(cfg):
+    """The warnings besides Air's build.bin deprecation (which most files here get)."""
+    return tuple(w for w in cfg.warnings if "build.bin is deprecated" not in w)
+
 def write(tmp_path, text, name=".air.toml"):
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
@@ -51,7 +56,7 @@ def test_every_corpus_file_loads(path, tmp_path, corpus):
     cfg = load_config(str(path), cwd=str(tmp_path), env={})
     assert cfg.config_path == str(path)
     for warning in cfg.warnings:
-        assert str(path) in warning and "unknown" in warning
+        assert str(path) in warning and ("unknown" in warning or "build.bin is deprecated" in warning)
     data = json.loads(json.dumps(config_to_dict(cfg)))
     assert list(data)[:4] == ["root", "tmp_dir", "testdata_dir", "env_files"]
     assert cfg.build.kill_delay_s >= 0
@@ -326,15 +331,35 @@ bin = "tmp\\\\main.exe"
 """)
     assert cfg.build.cmd == "make linux" and cfg.build.exclude_dir == ("dist",)
     assert cfg.build.bin == "./tmp/main"          # the windows block is not applied
-    assert cfg.warnings == ()
+    assert other_warnings(cfg) == ()
     assert "windows" not in config_to_dict(cfg)["build"]
+
+
+def test_a_rule_delay_of_zero_is_air_s_default(tmp_path):
+    # Air's cfgRule.delay(): 0 or unset is 1000 ms
+    rules = load(tmp_path, '[[build.rules]]\ncmd = "x"\ninclude_ext = ["css"]\ndelay = 0\n'
+                           '[[build.rules]]\ncmd = "y"\ninclude_ext = ["js"]\ndelay = 5\n').build.rules
+    assert [schema.RULE_KEY["delay"].seconds(r["delay"]) for r in rules] == [1.0, 0.005]
+    # a rule built by hand gets the defaults of the keys it leaves out
+    assert dict(config.BuildConfig(rules=[{"cmd": "z"}]).rules[0]) == {
+        "name": "rule-0", "cmd": "z", "include_dir": (), "include_ext": (), "include_file": (),
+        "exclude_regex": (), "delay": 1000}
+
+
+def test_include_dirs_holding_root_are_refused(tmp_path):
+    assert error_of(tmp_path, '[build]\ninclude_dir = ["..", "src"]\n').startswith(
+        ".air.toml: build.include_dir: '..' holds root (%s)" % tmp_path)
+    message = error_of(tmp_path, '[[build.rules]]\ncmd = "x"\ninclude_dir = ["%s"]\n' % tmp_path.parent)
+    assert message.startswith(".air.toml: build.rules[0].include_dir: '%s' holds root" % tmp_path.parent)
+    cfg = load(tmp_path, '[build]\ninclude_dir = [".", "../shared", "%s/src"]\n' % tmp_path)
+    assert cfg.build.include_dir == (".", "../shared", "%s/src" % tmp_path)
 
 
 def test_platform_blocks_are_checked_and_warn(tmp_path):
     message = error_of(tmp_path, '[build.darwin]\ndelay = "x"\n')
     assert message == ".air.toml: build.darwin.delay: expected an integer (milliseconds), got 'x'"
     cfg = load(tmp_path, '[build.windows]\ncmdd = "x"\n')
-    assert cfg.warnings == (
+    assert other_warnings(cfg) == (
         "build.windows.cmdd: unknown key in .air.toml (did you mean build.windows.cmd?); ignored",)
 
 
@@ -348,18 +373,24 @@ include_ext = ["js", "css"]
 delay = 200
 [[build.rules]]
 cmd = "go generate ./..."
+include_file = ["api.proto"]
+name = ""
 """)
     assert [r["name"] for r in cfg.build.rules] == ["assets", "rule-1"]
     assert cfg.build.rules[0]["include_ext"] == ("js", "css") and cfg.build.rules[0]["delay"] == 200
-    assert cfg.build.rules[1]["include_dir"] == ()
+    assert cfg.build.rules[1]["include_dir"] == () and cfg.build.rules[1]["delay"] == 1000
     assert config_to_dict(cfg)["build"]["rules"][1]["cmd"] == "go generate ./..."
     message = error_of(tmp_path, '[[build.rules]]\nname = "x"\n')
     assert message.startswith(".air.toml: build.rules[0]: cmd is required")
-    message = error_of(tmp_path, '[[build.rules]]\ncmd = "x"\nexclude_regex = ["["]\n')
+    # Air's normalizeRules: a rule must say which files run it
+    message = error_of(tmp_path, '[[build.rules]]\ncmd = "x"\nexclude_regex = ["a"]\n')
+    assert message == (".air.toml: build.rules[0]: needs at least one of include_dir, include_ext "
+                       "or include_file (the files that run it)")
+    message = error_of(tmp_path, '[[build.rules]]\ncmd = "x"\ninclude_ext = ["go"]\nexclude_regex = ["["]\n')
     assert message.startswith(".air.toml: build.rules[0].exclude_regex: '[' is not a valid regular expression")
-    cfg = load(tmp_path, '[[build.rules]]\ncmd = "x"\nincludes = []\n')
+    cfg = load(tmp_path, '[[build.rules]]\ncmd = "x"\ninclude_dir = ["web"]\nincludes = []\n')
     assert "build.rules[0].includes: unknown key" in cfg.warnings[0]
-    assert len(load(tmp_path, '[build.rules]\ncmd = "x"\n').build.rules) == 1
+    assert len(load(tmp_path, '[build.rules]\ncmd = "x"\ninclude_ext = ["*"]\n').build.rules) == 1
     assert "expected an array of tables" in error_of(tmp_path, "[build]\nrules = 3\n")
 
 
@@ -389,7 +420,7 @@ delay = 1000
 [proxy]
 bind = "0.0.0.0"
 """)
-    assert cfg.warnings == (
+    assert other_warnings(cfg) == (
         "tmp_folder: unknown key in .air.toml (did you mean tmp_dir?); ignored",
         "watch_dir: unknown key in .air.toml; ignored",
         "build.follow_symlinks: unknown key in .air.toml (did you mean build.follow_symlink?); ignored",
@@ -401,7 +432,7 @@ bind = "0.0.0.0"
         "[watch]: unknown table in .air.toml; ignored",
     )
     assert cfg.proxy.bind == "0.0.0.0"
-    assert load(tmp_path, '[log]\ncolor = "auto"\n').warnings == (
+    assert other_warnings(load(tmp_path, '[log]\ncolor = "auto"\n')) == (
         "log.color: unknown key in .air.toml; ignored",)
 
 
@@ -494,10 +525,10 @@ def test_legacy_air_conf_with_warning(tmp_path):
     write(tmp_path, '[build]\ncmd = "legacy"\n', name=".air.conf")
     cfg = load_config(cwd=str(tmp_path), env={})
     assert cfg.build.cmd == "legacy"
-    assert len(cfg.warnings) == 1 and "deprecated" in cfg.warnings[0]
+    assert len(other_warnings(cfg)) == 1 and "deprecated" in cfg.warnings[0]
     write(tmp_path, '[build]\ncmd = "new"\n')
     cfg = load_config(cwd=str(tmp_path), env={})
-    assert cfg.build.cmd == "new" and cfg.warnings == ()
+    assert cfg.build.cmd == "new" and other_warnings(cfg) == ()
 
 
 def test_air_wd_env_var(tmp_path):
@@ -579,7 +610,7 @@ def test_flags_and_help_come_from_the_declaration():
 # ---------------------------------------------------------------- frozen config objects
 
 def test_the_loaded_config_cannot_be_changed(tmp_path):
-    cfg = load(tmp_path, '[build]\nexclude_dir = ["a"]\n[[build.rules]]\ncmd = "x"\n',
+    cfg = load(tmp_path, '[build]\nexclude_dir = ["a"]\n[[build.rules]]\ncmd = "x"\ninclude_ext = ["go"]\n',
                overrides=[("build.entrypoint", "python3,app.py")])
     for obj, attr in [(cfg, "root_path"), (cfg, "build"), (cfg.build, "cmd"), (cfg.build, "exclude_dir"),
                       (cfg.proxy, "app_port"), (cfg.log, "silent"), (cfg.misc, "startup_banner")]:

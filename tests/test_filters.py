@@ -161,7 +161,7 @@ def test_clean_rel():
 
 def _cfg(root, tmp, testdata, **build):
     b = dict(include_ext=["go"], include_dir=[], include_file=[], exclude_dir=[], exclude_file=[],
-             exclude_regex=[])
+             exclude_regex=[], rules=(), bin="./tmp/main", entrypoint=(), full_bin="")
     b.update(build)
     b["exclude_regex_compiled"] = [re.compile(p) for p in b["exclude_regex"]]
     return SimpleNamespace(root_path=str(root), tmp_path=str(tmp), testdata_path=str(testdata),

@@ -1,13 +1,17 @@
 """Tests for the live-reload proxy (air_std/proxy.py and the modules it is
-made of: proxy_server, proxy_handler, request_body, response_relay,
-websocket_tunnel, inject) and its client air_std/livereload.js.
+made of: proxy_server, proxy_limits, proxy_handler, proxy_pages, request_head,
+request_body, upstream, response_relay, websocket_tunnel, inject) and its
+client air_std/livereload.js.
 
 Everything runs for real on 127.0.0.1: a small stdlib app server (the
 `App` handler below) on port 0, the proxy on port 0, and http.client or raw
-sockets as the browser. Waits are bounded; nothing asserts on timing.
+sockets as the browser; the tests of the open files limit run the proxy in a
+process of its own, under a lowered RLIMIT_NOFILE. Waits are bounded; nothing
+asserts on timing.
 """
 
 import base64
+import codecs
 import gzip
 import hashlib
 import http.client
@@ -15,6 +19,7 @@ import json
 import logging
 import os
 import resource
+import select
 import shutil
 import socket
 import struct
@@ -32,7 +37,8 @@ from conftest import REPO, free_port, wait_until
 
 from air_std.broadcast import Subscribers
 from air_std.errors import ProxyError
-from air_std.inject import SCRIPT_TAG, HTMLInjector, inject_html, script_tag
+from air_std.inject import (DECODED_PIECE, HOLD_MAX, SCRIPT_TAG, HTMLInjector, StreamDecoder, inject_html,
+                             script_tag)
 from air_std.proxy import LiveReloadProxy
 
 # what the proxy injects into a page served before any app start
@@ -40,6 +46,8 @@ TAG0 = script_tag(0)
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 PAGE = b"<!DOCTYPE html><html><head><title>t</title></head><body><p>hi</p></body></html>"
 BIG = 24 * 1024 * 1024
+UTF16_HEAD = "<html><body>\u20ac".encode("utf-16") + "x".encode("utf-16-le") * 100000
+BOMB = b"<html><body>" + b"a" * (32 * 1024 * 1024) + b"</body></html>"
 
 
 # --- the app behind the proxy ------------------------------------------------
@@ -98,9 +106,16 @@ class App(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     gates = {}  # name -> threading.Event the test sets to let a response go on
     cut = []  # paths of requests whose body ended early (the proxy hung up mid-upload)
+    seen = []  # request lines the app has read
 
     def log_message(self, *args):
         pass
+
+    def parse_request(self):
+        ok = super().parse_request()
+        if ok:
+            App.seen.append(self.requestline)
+        return ok
 
     def send(self, status, body, ctype="text/html", headers=()):
         self.send_response(status)
@@ -159,12 +174,80 @@ class App(BaseHTTPRequestHandler):
                 "text/event-stream"),
             "/stream-html": lambda: self.send_chunks(
                 [b"<html><body>" + b"x" * 1000, self.gates["html"], b"</body></html>"]),
+            "/short": lambda: self.raw(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                       b"Content-Length: 100000\r\n\r\n" + b"s" * 100),
+            "/short-html": lambda: self.raw(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                                            b"Content-Length: 5000000\r\n\r\n<html><body>" + b"s" * 100000),
+            "/early-hints": lambda: self.raw(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                b"HTTP/1.1 102 Processing\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(PAGE), PAGE), close=False),
+            "/switch": lambda: self.raw(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\n"
+                                        b"Connection: Upgrade\r\n\r\n", hold=True),
+            "/utf16-stream": lambda: self.send_chunks(
+                [UTF16_HEAD, self.gates["utf16"], "y</body></html>".encode("utf-16-le")],
+                "text/html; charset=utf-16"),
+            "/utf16-endless": self.utf16_endless,
+            "/gzip-bomb": self.gzip_bomb,
+            "/thinking": self.thinking,
         }
         if path in routes:
             return routes[path]()
         return self.echo()
 
     do_HEAD = do_GET
+
+    def do_POST(self):
+        if self.path.split("?")[0] == "/form":  # a form's answer: an HTML page
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            return self.send(200, PAGE)
+        return self.echo()
+
+    def raw(self, data, close=True, hold=False):
+        """Bytes as they are, for answers BaseHTTPRequestHandler cannot write."""
+        self.wfile.write(data)
+        self.wfile.flush()
+        self.close_connection = close
+        if hold:  # keep the connection open until the proxy closes it
+            self.rfile.read()
+
+    def utf16_endless(self):
+        """A UTF-16 page that goes on (up to 64 MB) while anyone reads it."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-16")
+        self.end_headers()
+        self.close_connection = True
+        piece = ("<p>" + "z" * 32000 + "</p>").encode("utf-16")
+        try:
+            for _ in range(64 * 1024 * 1024 // len(piece)):
+                self.wfile.write(piece)
+        except OSError:
+            App.cut.append(self.path)
+
+    def gzip_bomb(self):
+        """32 MB of HTML in 32 KB of gzip, with a Content-Length; the second
+        half of the compressed bytes waits for the test's gate."""
+        packed = gzip.compress(BOMB, 9)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(packed)))
+        self.end_headers()
+        self.wfile.write(packed[:len(packed) // 2])
+        self.wfile.flush()
+        assert self.gates["bomb"].wait(10), "the test never opened the gate"
+        self.wfile.write(packed[len(packed) // 2:])
+
+    def thinking(self):
+        """An app that takes its time: it answers after 10 s unless the proxy
+        hangs up first, which it notes."""
+        ready = select.select([self.connection], [], [], 10)[0]
+        if ready and not self.connection.recv(1, socket.MSG_PEEK):
+            App.cut.append(self.path)
+            self.close_connection = True
+            return
+        self.send(200, b"done", "text/plain")
 
     def no_content(self):
         self.send_response(204)
@@ -226,6 +309,23 @@ class App(BaseHTTPRequestHandler):
 
 
 class QuietServer(ThreadingHTTPServer):
+    request_queue_size = 256
+
+    def __init__(self, *args):
+        self.open_connections = 0  # the proxy's connections to the app, now
+        self._count_lock = threading.Lock()
+        super().__init__(*args)
+
+    def process_request(self, request, client_address):
+        with self._count_lock:
+            self.open_connections += 1
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._count_lock:
+            self.open_connections -= 1
+        super().shutdown_request(request)
+
     def handle_error(self, request, client_address):
         pass  # the proxy hanging up on the app mid-body is expected in some tests
 
@@ -248,6 +348,7 @@ class AppServer:
 def app():
     App.gates = {}
     App.cut = []
+    App.seen = []
     server = AppServer()
     yield server
     for gate in App.gates.values():
@@ -393,6 +494,59 @@ def test_injector_respects_wide_charsets():
     assert inject_html(latin, "iso-8859-1") == b"<body>caf\xe9" + SCRIPT_TAG + b"</body>"
 
 
+@pytest.mark.parametrize("codec, charset", [
+    ("utf-16-le", "utf-16"), ("utf-16-be", "UTF-16BE"), ("utf-16-le", "utf-16le"), ("utf-32-be", "utf-32be"),
+    ("utf-16", None), ("utf-16-be", "utf-16"),  # a BOM decides, even against the header
+])
+def test_wide_charsets_stream_byte_by_byte(codec, charset):
+    page = "<html><BODY>\u20ac\U0001F600 \u3c00\u2f00</body\n>" + "z" * 40 + "</Body >\n</html>"
+    data = page.encode(codec)
+    if codec == "utf-16-be" and charset == "utf-16":
+        data = codecs.BOM_UTF16_BE + data
+    injector = HTMLInjector(charset)
+    out = b"".join(injector.feed(data[i:i + 1]) for i in range(len(data))) + injector.finish()
+    assert out == inject_html(data, charset) and injector.injected
+    expected = page.replace("</Body >", SCRIPT_TAG.decode() + "</Body >")
+    assert out.decode("utf-16" if codec == "utf-16" or data.startswith(codecs.BOM_UTF16_BE) else codec) == expected
+
+
+def test_a_tag_inside_wide_characters_is_not_a_tag():
+    # U+3C00 U+2F00 U+6200 ... in UTF-16LE hold the bytes of "</body>" one byte off
+    fake = "\u3c00\u2f00\u6200\u6f00\u6400\u7900\u3e00"
+    assert b"<\x00/\x00b\x00o\x00d\x00y\x00>" in fake.encode("utf-16-le")
+    assert inject_html(("<body>" + fake).encode("utf-16-le"), "utf-16le") == ("<body>" + fake).encode("utf-16-le")
+    out = inject_html(("<body>" + fake + "</body>").encode("utf-16-le"), "utf-16le")
+    assert out.decode("utf-16-le") == "<body>" + fake + SCRIPT_TAG.decode() + "</body>"
+
+
+def test_injector_holds_a_bounded_amount():
+    injector = HTMLInjector()
+    sent = injector.feed(b"<body>" + b"x" * 100000)
+    assert len(sent) >= 100000 - 16  # only what may start a </body> is held
+    sent = injector.feed(b"</body>")
+    assert sent == b"x" * 16  # the </body> is held: a later one would be the last one
+    sent = injector.feed(b"y" * (HOLD_MAX + 1))  # too much after it: that one was the last
+    assert sent.startswith(SCRIPT_TAG + b"</body>") and injector.injected
+    assert injector.feed(b"</body>") == b"</body>"  # passes as it is now
+    for charset in ("cp500", "cp1140"):  # EBCDIC: the tag cannot be matched as a browser reads it
+        page = "<body>x</body>".encode(charset)
+        assert inject_html(page, charset) == page
+
+
+def test_decoder_inflates_one_bounded_piece_at_a_time():
+    packed = gzip.compress(b"a" * (20 * DECODED_PIECE)) + gzip.compress(b"second member")
+    decoder = StreamDecoder("gzip")
+    pieces = decoder.feed(packed)
+    first = next(pieces)
+    assert len(first) == DECODED_PIECE  # the rest is not inflated yet
+    rest = b"".join(pieces) + b"".join(decoder.finish())
+    assert first + rest == b"a" * (20 * DECODED_PIECE) + b"second member"
+    assert all(len(p) <= DECODED_PIECE for p in StreamDecoder("deflate").feed(zlib.compress(b"b" * 10 ** 7)))
+    decoder = StreamDecoder("gzip")  # bytes after the end are ignored, and not kept
+    assert b"".join(decoder.feed(gzip.compress(b"page") + b"junk" * 1000)) == b"page"
+    assert b"".join(decoder.feed(b"more junk" * 100000)) == b""
+
+
 # --- forwarding ---------------------------------------------------------------
 
 
@@ -452,6 +606,173 @@ def test_streamed_html_flows_before_the_page_ends(app, make_proxy):
     assert (first + rest).endswith(TAG0 + b"</body></html>")
 
 
+def read_head(sock, already=b""):
+    """(status line and headers as bytes, the body bytes read with them)."""
+    data = read_until(sock, b"\r\n\r\n", already)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def chunked_body_so_far(data):
+    """The body bytes in a chunked byte stream, as far as it goes."""
+    out = b""
+    while True:
+        line, sep, rest = data.partition(b"\r\n")
+        if not sep:
+            return out
+        size = int(line, 16)
+        out += rest[:size]
+        if size == 0 or len(rest) < size + 2:
+            return out
+        data = rest[size + 2:]
+
+
+def test_utf16_html_streams_and_is_injected(app, make_proxy):
+    """A UTF-16 page is injected as it streams, like any other: the proxy
+    once held it whole, without bound and without writing a byte."""
+    gate = App.gates["utf16"] = threading.Event()
+    p = make_proxy(app.port)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall(b"GET /utf16-stream HTTP/1.1\r\nHost: t\r\n\r\n")
+    head, data = read_head(s)
+    assert b"Transfer-Encoding: chunked" in head
+    while len(chunked_body_so_far(data)) < 100000:  # while the app still holds the end back
+        more = s.recv(65536)
+        assert more, "closed early"
+        data += more
+    gate.set()
+    data = read_until(s, b"\r\n0\r\n\r\n", data)
+    s.close()
+    text = chunked_body_so_far(data).decode("utf-16")
+    assert text == "<html><body>\u20ac" + "x" * 100000 + "y" + TAG0.decode() + "</body></html>"
+
+
+def test_reading_stops_when_the_browser_leaves_a_utf16_page(app, make_proxy):
+    p = make_proxy(app.port)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall(b"GET /utf16-endless HTTP/1.1\r\nHost: t\r\n\r\n")
+    head, data = read_head(s)
+    while len(data) < 200000:  # the page flows...
+        more = s.recv(65536)
+        assert more, "closed early"
+        data += more
+    s.close()  # ...and the browser goes: the app's connection must be closed too
+    wait_until(lambda: App.cut == ["/utf16-endless"], timeout=10,
+               what="the app's response to be cut off")
+
+
+def test_gzip_html_is_inflated_in_bounded_pieces(app, make_proxy):
+    """A 32 KB gzip page that inflates to 32 MB, announced with a Content-Length
+    (the kind of page the proxy holds to fix its length): it streams once what
+    is held passes HTML_BUFFER_MAX, instead of being inflated whole."""
+    gate = App.gates["bomb"] = threading.Event()
+    p = make_proxy(app.port)
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=10)
+    c.request("GET", "/gzip-bomb", headers={"Accept-Encoding": "gzip"})
+    r = c.getresponse()
+    assert r.getheader("Content-Encoding") is None and r.getheader("Content-Length") is None
+    first = r.read1(1 << 20)  # sent before the app has sent the whole compressed body
+    assert first.startswith(b"<html><body>aaa")
+    gate.set()
+    size, tail = len(first), first[-100:]
+    while True:
+        data = r.read1(1 << 20)
+        if not data:
+            break
+        size += len(data)
+        tail = (tail + data)[-100:]
+    c.close()
+    assert size == len(BOMB) + len(TAG0)
+    assert tail.endswith(b"a" + TAG0 + b"</body></html>")
+
+
+def test_app_body_shorter_than_its_length_closes_the_browser_connection(app, make_proxy):
+    """Content-Length 100000, 100 bytes, then the app hangs up: the browser's
+    connection is closed at once (it used to wait for the idle timeout)."""
+    p = make_proxy(app.port)
+    for path, partial in (("/short", b"s" * 100), ("/short-html", b"<html><body>" + b"s" * 100000)):
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
+        data = b""
+        while True:  # until the proxy closes: a socket timeout here fails the test
+            more = s.recv(65536)
+            if not more:
+                break
+            data += more
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        if b"chunked" in head:
+            body = chunked_body_so_far(body)
+        # all that came (the injector may hold the last bytes back), never a chunked end
+        assert body and partial.startswith(body) and not data.endswith(b"\r\n0\r\n\r\n")
+
+
+def test_a_browser_leaving_before_the_answer_ends_the_request(app, make_proxy):
+    p = make_proxy(app.port)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall(b"GET /thinking HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_until(lambda: any(t.name.startswith("air-proxy-conn") for t in threading.enumerate()),
+               what="the request to reach the proxy")
+    s.close()
+    wait_until(lambda: App.cut == ["/thinking"], timeout=8, what="the app's connection to be closed")
+
+
+def test_interim_responses_are_dropped_and_the_final_one_delivered(app, make_proxy):
+    p = make_proxy(app.port)
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    r, body = get(p.port, "/early-hints", conn=c)
+    assert r.status == 200 and body == PAGE.replace(b"</body>", TAG0 + b"</body>")
+    # the app's connection is still in step: the next answer is the next request's
+    r, body = get(p.port, "/echo", conn=c)
+    assert r.status == 200 and json.loads(body)["path"] == "/echo"
+    c.close()
+
+
+def test_an_unsolicited_101_is_a_502(app, make_proxy):
+    p = make_proxy(app.port)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall(b"GET /switch HTTP/1.1\r\nHost: t\r\n\r\n")
+    head, body = read_head(s)
+    assert head.startswith(b"HTTP/1.1 502 "), head
+    assert b"101 Switching Protocols to a request that asked for no upgrade" in read_until(s, b"\n", body)
+    s.close()
+
+
+@pytest.mark.parametrize("path", ["/page", "/gzip", "/nobody", "/json", "/notfound", "/redirect", "/latin1"])
+def test_head_has_the_length_of_the_get(app, make_proxy, path):
+    """A HEAD stands for the GET: same status and headers, the Content-Length
+    counting the script tag when the GET's page gets it."""
+    p = make_proxy(app.port)
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    r_get, body = get(p.port, path, conn=c, headers={"Accept-Encoding": "gzip"})
+    r_head, nothing = get(p.port, path, method="HEAD", conn=c, headers={"Accept-Encoding": "gzip"})
+    assert nothing == b"" and r_head.status == r_get.status
+    assert r_head.getheader("Content-Length") == r_get.getheader("Content-Length") == str(len(body))
+    assert r_head.getheader("Content-Encoding") == r_get.getheader("Content-Encoding")
+    assert get(p.port, "/echo", conn=c)[0].status == 200  # the connection goes on
+    c.close()
+
+
+def test_a_page_answering_a_post_says_so_to_its_client(app, make_proxy):
+    """The client reloads such a page with a GET of its address: location.reload()
+    would send the form again."""
+    p = make_proxy(app.port)
+    _, body = get(p.port, "/form", method="POST", body=b"a=1")
+    assert script_tag(0, "POST") in body and b'data-air-method="POST"' in body
+    _, body = get(p.port, "/page")
+    assert TAG0 in body and b"data-air-method" not in body
+    assert script_tag(3, "M<E\"T>H") == b'<script src="/__air_internal/livereload.js" data-air-gen="3" ' \
+                                        b'data-air-method="METH"></script>'
+    # the 502 page of a POST does not post again either when the app is back
+    down = make_proxy(free_port(), timeout_s=0.1)
+    r, body = get(down.port, "/form", method="POST", body=b"a=1")
+    assert r.status == 502 and b"location.reload()" not in body
+    assert b'location.replace(location.href.split("#")[0])' in body and b'data-air-method="POST"' in body
+    r, body = get(down.port, "/form")
+    assert r.status == 502 and b"location.reload()" in body and b"data-air-method" not in body
+
+
 def test_headers_are_copied_both_ways(app, make_proxy):
     p = make_proxy(app.port)
     r, body = get(p.port, "/cookies")
@@ -462,7 +783,9 @@ def test_headers_are_copied_both_ways(app, make_proxy):
     r, body = get(p.port, "/echo?q=1&r=%20", headers={
         "X-Custom": "yes", "Connection": "keep-alive, X-Secret", "X-Secret": "no", "TE": "trailers",
         "Keep-Alive": "timeout=5", "Accept-Encoding": "br, gzip;q=0.8", "Host": "example.test:8090",
-        "X-Forwarded-For": "10.0.0.1"})
+        "X-Forwarded-For": "10.0.0.1", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.test",
+        "X-Forwarded-Port": "443", "Forwarded": "for=10.0.0.1;proto=https", "X-Real-IP": "10.0.0.2",
+        "Via": "1.0 browser-side"})
     seen = json.loads(body)
     headers = {}
     for k, v in seen["headers"]:
@@ -470,12 +793,13 @@ def test_headers_are_copied_both_ways(app, make_proxy):
     assert seen["path"] == "/echo?q=1&r=%20"
     assert headers["x-custom"] == ["yes"]
     assert headers["host"] == ["example.test:8090"]
-    assert headers["x-forwarded-for"] == ["10.0.0.1, 127.0.0.1"]
+    # what the proxy sets replaces what the browser says; other forwarding headers go
+    assert headers["x-forwarded-for"] == ["127.0.0.1"]
     assert headers["x-forwarded-proto"] == ["http"]
     assert headers["x-forwarded-host"] == ["example.test:8090"]
-    assert headers["via"] == ["1.1 air_std"]
+    assert headers["via"] == ["1.0 browser-side, 1.1 air_std"]
     assert headers["accept-encoding"] == ["gzip;q=0.8"]
-    for hop in ("x-secret", "te", "keep-alive", "upgrade"):
+    for hop in ("x-secret", "te", "keep-alive", "upgrade", "x-forwarded-port", "forwarded", "x-real-ip"):
         assert hop not in headers
 
 
@@ -606,7 +930,94 @@ def test_content_length_must_be_digits(app, make_proxy, value):
     answer = exchange(p.port, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %s\r\n\r\nhello" % value)
     head, _, text = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in head, answer[:300]
-    assert text.startswith(b"bad request: Content-Length ") and text.count(b"\n") == 1, text
+    assert text.startswith(b"bad request: ") and b"Content-Length" in text and text.count(b"\n") == 1, text
+
+
+GET = b"GET /echo HTTP/1.1\r\nHost: t\r\n"
+
+
+@pytest.mark.parametrize("head, status, reason", [
+    (GET + b"X-A: 1\rX-B: 2\r\n\r\n", 400, b"bare CR in the header line 'X-A: 1\\rX-B: 2\\r\\n'"),
+    (GET + b"X-A: 1\r\n  folded\r\n\r\n", 400, b"folded header line (obs-fold) '  folded\\r\\n'"),
+    (b"GET /echo HTTP/1.1\r\n Host: t\r\n\r\n", 400, b"folded header line (obs-fold)"),
+    (GET + b"X-A: a\x00b\r\n\r\n", 400, b"control character in the value of X-A: 'a\\x00b'"),
+    (GET + b"X-A: a\x1bb\r\n\r\n", 400, b"control character in the value of X-A"),
+    (GET + b"X-A: a\x7fb\r\n\r\n", 400, b"control character in the value of X-A"),
+    (GET + b"X-A : 1\r\n\r\n", 400, b"malformed header line 'X-A : 1\\r\\n'"),
+    (GET + b"X-A 1\r\n\r\n", 400, b"malformed header line"),
+    (GET + b": 1\r\n\r\n", 400, b"malformed header line"),
+    (GET + b"X\x00A: 1\r\n\r\n", 400, b"malformed header line"),
+    (b"GET /a\x00b HTTP/1.1\r\nHost: t\r\n\r\n", 400, b"control character in the request line"),
+    (b"GET /a\rb HTTP/1.1\r\nHost: t\r\n\r\n", 400, b"control character in the request line"),
+    (b"GET\t/echo HTTP/1.1\r\nHost: t\r\n\r\n", 400, b"control character in the request line"),
+    (b"GET  /echo HTTP/1.1\r\nHost: t\r\n\r\n", 400, b"malformed request line"),
+    (b"GET /echo http/1.1\r\nHost: t\r\n\r\n", 400, b"malformed request line"),
+    (b"GET /echo\r\n\r\n", 400, b"malformed request line 'GET /echo\\r\\n'"),
+    (b"G(T /echo HTTP/1.1\r\nHost: t\r\n\r\n", 400, b"malformed request line"),
+    (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: t\r\n\r\n", 400, b"non-ASCII byte in the request line"),
+    (b"GET /echo HTTP/2.0\r\nHost: t\r\n\r\n", 505, b"HTTP version 2.0 is not supported"),
+    (b"GET /echo HTTP/0.9\r\nHost: t\r\n\r\n", 505, b"HTTP version 0.9 is not supported"),
+    (b"GET /echo HTTP/1.1\r\n\r\n", 400, b"a request needs exactly one Host header, got 0"),
+    (GET + b"Host: u\r\n\r\n", 400, b"a request needs exactly one Host header, got 2"),
+    (b"GET /echo HTTP/1.1\r\nHost: a b\r\n\r\n", 400, b"invalid Host header 'a b'"),
+    (b"GET /echo HTTP/1.1\r\nHost: evil.test/x\r\n\r\n", 400, b"invalid Host header"),
+    (b"GET /echo HTTP/1.1\r\nHost: user@evil.test\r\n\r\n", 400, b"invalid Host header"),
+    (GET + b"".join(b"X-%d: v\r\n" % i for i in range(100)) + b"\r\n", 431, b"more than 100 header fields"),
+    (GET + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 65000) for i in range(17)) + b"\r\n", 431,
+     b"header fields longer than 1048576 bytes in all"),
+    (GET + b"X-A: " + b"v" * 65536 + b"\r\n\r\n", 431, b"header line longer than 65536 bytes"),
+    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, b"request line too long: request line longer than 65536 bytes"),
+    (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+     b"0\r\n\r\n", 400, b"both Transfer-Encoding and Content-Length"),
+    (b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
+     b"Transfer-Encoding in an HTTP/1.0 request"),
+    (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400,
+     b"unsupported Transfer-Encoding 'gzip, chunked' (only chunked)"),
+])
+def test_request_heads_outside_the_grammar_are_refused(app, make_proxy, head, status, reason):
+    """RFC 9112 strictly: a head the app might read differently from the
+    proxy is answered by the proxy with a one-line reason, and the
+    connection closes; the app sees nothing of it."""
+    p = make_proxy(app.port)
+    answer = exchange(p.port, head + b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+    first, _, text = answer.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 %d " % status), answer[:300]
+    assert b"Connection: close" in first
+    assert reason in text and text.endswith(b"\n") and text.count(b"\n") == 1, text
+    assert App.seen == []
+
+
+@pytest.mark.parametrize("head", [
+    b"\r\n\r\nGET /echo HTTP/1.1\r\nHost: t\r\n\r\n",  # empty lines before the request line
+    b"GET /echo HTTP/1.1\nHost: t\nX-A: 1\n\n",  # bare LF line ends
+    b"GET /echo HTTP/1.2\r\nHost: t\r\n\r\n",  # a later HTTP/1.x reads as 1.1
+    b"GET /echo HTTP/1.1\r\nHost: [::1]:8090\r\nX-A:\tv \xe9\t \r\nX-Empty:\r\n\r\n",
+    b"GET /echo HTTP/1.0\r\n\r\n",  # HTTP/1.0 needs no Host
+])
+def test_request_heads_within_the_grammar_are_forwarded(app, make_proxy, head):
+    p = make_proxy(app.port)
+    answer = exchange(p.port, head.replace(b"HTTP/1.1\r\nHost", b"HTTP/1.1\r\nConnection: close\r\nHost")
+                      .replace(b"HTTP/1.2\r\n", b"HTTP/1.2\r\nConnection: close\r\n")
+                      .replace(b"HTTP/1.1\nHost", b"HTTP/1.1\nConnection: close\nHost"))
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+    seen = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert seen["path"] == "/echo"
+    values = dict(seen["headers"])
+    if b"X-A:\t" in head:
+        assert values["X-A"] == "v \xe9" and values["X-Empty"] == "" and values["Host"] == "[::1]:8090"
+
+
+def test_expect_100_continue_is_answered_by_the_proxy(app, make_proxy):
+    p = make_proxy(app.port)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    assert read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 100 Continue\r\n")
+    s.sendall(b"hello")
+    head, body = read_head(s)
+    seen = json.loads(read_until(s, b"}", body))
+    assert head.startswith(b"HTTP/1.1 200 ") and seen["body_len"] == 5
+    assert "Expect" not in dict(seen["headers"])
+    s.close()
 
 
 def test_content_length_may_have_spaces_and_tabs_around_it(app, make_proxy):
@@ -890,6 +1301,187 @@ def test_websocket_tunnel_ends_on_stop(app, make_proxy):
     s.close()
 
 
+# --- connection limits ----------------------------------------------------------
+
+
+def conn_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("air-proxy-conn")]
+
+
+def test_idle_connections_hold_no_thread_and_share_a_few_app_connections(app, make_proxy):
+    """50 browser connections, each idle after a request: no thread waits on
+    them (3,000 such threads, woken together when their browsers hung up,
+    kept a new request waiting for seconds), and the app is not asked to
+    keep 50 connections open either."""
+    p = make_proxy(app.port)
+    conns = [http.client.HTTPConnection("127.0.0.1", p.port, timeout=5) for _ in range(50)]
+    for c in conns:
+        assert get(p.port, "/echo", conn=c)[0].status == 200
+    wait_until(lambda: not conn_threads(), timeout=10, what="no connection thread: %r" % conn_threads())
+    assert app.server.open_connections <= 8
+    for c in conns[::2]:  # half of them are used again, the rest hang up
+        assert get(p.port, "/page", conn=c)[1].count(TAG0) == 1
+    for c in conns[1::2]:
+        c.close()
+    assert get(p.port, "/echo")[0].status == 200
+    wait_until(lambda: not conn_threads(), timeout=10, what="no connection thread: %r" % conn_threads())
+    for c in conns[::2]:
+        c.close()
+
+
+def test_idle_connections_are_closed_after_the_keep_alive_timeout(app, make_proxy):
+    p = make_proxy(app.port)
+    p._server.keepalive_timeout_s = 0.2
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+    read_until(s, b"}")
+    assert wait_closed(s, 8.0)  # the linger, then the keep-alive timeout
+    s.close()
+    fresh = socket.create_connection(("127.0.0.1", p.port), timeout=10)  # one that never sends
+    assert wait_closed(fresh, 8.0)
+    fresh.close()
+
+
+# A proxy in a process of its own, under a small open files limit (hard limit
+# too, so that it cannot raise it); commands on stdin.
+LIMITED_PROXY = """
+import json, logging, os, resource, sys, types
+limit = int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+sys.path.insert(0, sys.argv[1])
+from air_std.proxy import LiveReloadProxy
+cfg = types.SimpleNamespace(enabled=True, proxy_port=0, app_port=int(sys.argv[2]), app_start_timeout_s=5.0,
+                            bind="127.0.0.1")
+p = LiveReloadProxy(cfg)
+p.start()
+print(p.port, flush=True)
+hog = []
+try:
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd[0] == "hog":  # take every descriptor left, as another part of air_std might
+            try:
+                while True:
+                    hog.append(open(os.devnull))
+            except OSError:
+                pass
+        elif cmd[0] == "free":
+            while hog:
+                hog.pop().close()
+        print(json.dumps({"accept_failures": p._server.accept_failures, "hog": len(hog)}), flush=True)
+finally:
+    p.stop()
+    p.join(5)
+"""
+
+
+class LimitedProxy:
+    def __init__(self, tmp_path, app_port, limit):
+        self.err_path = tmp_path / "proxy.err"
+        self._err = open(str(self.err_path), "wb")
+        self.proc = subprocess.Popen([sys.executable, "-c", LIMITED_PROXY, str(REPO), str(app_port), str(limit)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
+                                     cwd=str(tmp_path), text=True)
+        self.port = int(self._line())
+
+    def _line(self):
+        if not select.select([self.proc.stdout], [], [], 10)[0]:
+            raise AssertionError("the proxy process did not answer:\n" + self.stderr())
+        return self.proc.stdout.readline()
+
+    def command(self, cmd):
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        line = self._line()
+        assert line, "the proxy process ended:\n" + self.stderr()
+        return json.loads(line)
+
+    def stderr(self):
+        return self.err_path.read_text()
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(10)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(5)
+            self.proc.stdout.close()
+            self._err.close()
+
+
+@pytest.fixture
+def limited_proxy(tmp_path, app):
+    started = []
+
+    def start(limit):
+        started.append(LimitedProxy(tmp_path, app.port, limit))
+        return started[-1]
+
+    yield start
+    for p in started:
+        p.close()
+
+
+def test_idle_connections_beyond_the_open_files_limit_make_room(limited_proxy):
+    """Open files limit 256 and 400 idle connections: the proxy closes the
+    longest-idle ones and goes on answering (it used to stop answering and
+    spin at 100% of a core)."""
+    p = limited_proxy(256)
+    idle = [socket.create_connection(("127.0.0.1", p.port), timeout=10) for _ in range(400)]
+    assert get(p.port, "/page")[1].count(TAG0) == 1
+    assert wait_closed(idle[0], 5.0)  # the first to come was the first to go
+    r, _ = get(p.port, "/echo", conn=None)
+    assert r.status == 200
+    for s in idle:
+        s.close()
+    assert "Traceback" not in p.stderr()
+
+
+def test_busy_connections_beyond_the_open_files_limit_get_a_503(limited_proxy):
+    """Every connection busy (event streams): the ones the limit leaves no
+    room for get a 503 at once, said once in the log, and the proxy serves
+    again as soon as some close."""
+    p = limited_proxy(256)
+    streams = []
+    for _ in range(260):
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+        s.sendall(b"GET /__air_internal/sse HTTP/1.1\r\nHost: t\r\n\r\n")
+        streams.append(s)
+    answers = [read_until(s, b"\r\n\r\n").split(b"\r\n")[0] for s in streams]
+    refused = [s for s, a in zip(streams, answers) if a == b"HTTP/1.1 503 Service Unavailable"]
+    assert refused and set(answers) == {b"HTTP/1.1 200 OK", b"HTTP/1.1 503 Service Unavailable"}
+    assert all(wait_closed(s, 5.0) for s in refused)
+    err = p.stderr()
+    assert err.count("answering 503 to new ones") == 1, err
+    for s in streams:
+        s.close()
+    # a stream's thread learns that its browser left at its next ping (every 5 s)
+    wait_until(lambda: (get(p.port, "/echo")[0].status == 200), timeout=20,
+               what="an answer once the streams closed")
+    assert "Traceback" not in p.stderr()
+
+
+def test_out_of_descriptors_the_accept_loop_waits_and_recovers(limited_proxy):
+    """accept() failing with EMFILE while the listening socket stays readable:
+    the loop pauses instead of spinning, logs it once, and recovers."""
+    p = limited_proxy(256)
+    assert p.command("hog")["hog"] > 0
+    waiting = [socket.create_connection(("127.0.0.1", p.port), timeout=10) for _ in range(5)]
+    for s in waiting:
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    failures = wait_until(lambda: p.command("stats")["accept_failures"] >= 3 and p.command("stats"),
+                          timeout=10, what="accept() to fail a few times")["accept_failures"]
+    assert failures < 50, "the accept loop spins on EMFILE: %d failed accepts" % failures
+    assert p.stderr().count("out of file descriptors") == 1, p.stderr()
+    p.command("free")
+    for s in waiting:
+        assert read_until(s, b"}").startswith(b"HTTP/1.1 200 ")
+        s.close()
+
+
 # --- lifecycle ------------------------------------------------------------------
 
 
@@ -1070,14 +1662,25 @@ class FakeEventSource {
 }
 const mode = process.argv[3];
 let ctx;
-if (mode === "page") {
+if (mode === "page" || mode === "page-post") {
   const html = makeNode("html"), body = makeNode("body");
   html.appendChild(body);
-  const document = {documentElement: html, body,
+  const attrs = mode === "page-post" ? {"data-air-gen": "1", "data-air-method": "POST"} : {"data-air-gen": "1"};
+  const document = {documentElement: html, body, currentScript: {getAttribute: k => attrs[k] || null},
     createElement: makeNode, getElementById: id => findById(html, id)};
   const window = {addEventListener() {}, dispatchEvent() {}};
-  ctx = {window, document, EventSource: FakeEventSource, location: {reload() { out.reloads++; }},
+  out.replaced = [];
+  const location = {href: "http://127.0.0.1:9/form?x=1#part", reload() { out.reloads++; },
+                    replace(url) { out.replaced.push(url); }};
+  ctx = {window, document, EventSource: FakeEventSource, location,
          setTimeout, JSON, String, Math, CustomEvent: function (t, o) { this.type = t; this.detail = o.detail; }};
+  if (mode === "page-post") {
+    vm.createContext(ctx);
+    vm.runInContext(src, ctx);
+    out.sources[0].emit("reload", JSON.stringify({gen: 2}));
+    console.log(JSON.stringify(out));
+    process.exit(0);
+  }
   vm.createContext(ctx);
   vm.runInContext(src, ctx);
   const es = out.sources[0];
@@ -1089,7 +1692,7 @@ if (mode === "page") {
   out.mode = window.__airStd.mode;
   es.emit("build-failed", JSON.stringify({command: "again", output: "", error: "e"}));
   out.overlays = body.children.filter(c => c.id === "air-std-overlay").length;
-  es.emit("reload", "{}");
+  es.emit("reload", JSON.stringify({gen: 2}));
   out.overlayAfterReload = !!document.getElementById("air-std-overlay");
   vm.runInContext(src, ctx);  // injected twice: must not connect twice
   out.sourcesAfterSecondRun = out.sources.length;
@@ -1127,6 +1730,12 @@ def test_livereload_page_overlay_is_text_only(tmp_path):
     assert out["overlay"] and out["overlays"] == 1  # a second failure replaces the first
     assert out["reloads"] == 1 and not out["overlayAfterReload"]
     assert out["sourcesAfterSecondRun"] == 1
+
+
+def test_livereload_reloads_a_posted_page_with_a_get(tmp_path):
+    out = run_node("page-post", tmp_path)
+    assert out["reloads"] == 0 and out["replaced"] == ["http://127.0.0.1:9/form?x=1"]
+    assert run_node("page", tmp_path)["replaced"] == []
 
 
 def test_livereload_worker_shares_one_stream(tmp_path):

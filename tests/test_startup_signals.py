@@ -84,3 +84,44 @@ def test_a_ctrl_c_wrapped_by_python_still_counts_as_one():
         raise ValueError("plain")
     except ValueError as exc:
         assert not interrupted(exc)
+
+
+SWALLOWED_CTRL_C = """
+import os, signal, sys
+import air_std
+air_std.catch_early_signals()
+
+class Dropped:
+    def __del__(self):
+        # the handler runs inside this finalizer: Python reports its
+        # KeyboardInterrupt as "Exception ignored" and goes on
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100000):
+            pass
+
+Dropped()
+print("the Ctrl-C was swallowed", flush=True)
+from air_std import cli
+sys.exit(cli.main())
+"""
+
+
+def test_a_ctrl_c_python_swallowed_during_start_up_still_stops_air_std(tmp_path):
+    from conftest import REPO
+    import os
+    (tmp_path / ".air.toml").write_text(
+        '[build]\ncmd = "true"\nentrypoint = ["%s", "-c", "open(\'app.started\', \'w\'); '
+        'import time; time.sleep(30)"]\ninclude_ext = ["go"]\n' % sys.executable)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", SWALLOWED_CTRL_C], cwd=str(tmp_path), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        raise AssertionError("the swallowed Ctrl-C was lost: air_std kept running\n%s" % out.decode())
+    text = out.decode()
+    assert "the Ctrl-C was swallowed" in text and "Exception ignored" in text, text
+    assert proc.returncode == 0 and "shutting down" in text, text
+    assert not (tmp_path / "app.started").exists(), text  # nothing was started

@@ -584,3 +584,44 @@ statements = st.one_of(
 def test_table_rules_match_tomllib(text):
     assert_agrees(text)
 
+
+
+# ---- the depth bound ------------------------------------------------------------
+
+DEEP = "[" * 40 + "]" * 40
+DEPTH_CASES = [
+    "a = " + DEEP,
+    "a = " + "{b=" * 40 + "1" + "}" * 40,
+    "a = [\n" + "[\n" * 40,                      # unclosed, deep: the depth is the first error
+    "x = 1 y\na = " + DEEP,                      # an error before the deep bracket comes first
+    "a = '[[[[[[' # [[[[[[\nb = \"\"\"[[\\\"\"\"[[\"\"\"\"\nc = " + "[" * 32 + "]" * 32,
+    "s = '''[[[[[[''''\nc = " + "[" * 33 + "]" * 33,
+    "[[t]]\n[t.u]\nv = " + "[" * 31 + "{}" + "]" * 31,
+    "a = [\r\n" + "[\r\n" * 40,
+]
+
+
+@needs_tomllib
+@pytest.mark.parametrize("text", DEPTH_CASES)
+def test_the_depth_bound_is_met_at_the_same_place_on_both_paths(text):
+    assert_agrees(text)
+
+
+@pytest.mark.parametrize("text, where", list(zip(DEPTH_CASES, [
+    (1, 37), (1, 101), (33, 1), (1, 7), None, (2, 37), None, (33, 1)])))
+def test_the_depth_bound_on_the_fallback(text, where):
+    # Runs on every Python: 32 levels load; deeper is an error at the 33rd bracket,
+    # unless an earlier error comes first.
+    got = outcome(_fallback_loads, text)
+    assert got[0] == "ok" if where is None else got == ("error",) + where
+
+
+def test_deep_nesting_is_one_error_not_a_recursion_error(monkeypatch):
+    for forced in (False, True):
+        monkeypatch.setattr(tomlread, "_FORCE_FALLBACK", forced)
+        with pytest.raises(TomlDecodeError, match="nested more than 32 deep") as info:
+            tomlread.loads("a = " + "[" * 5000 + "]" * 5000)
+        assert (info.value.lineno, info.value.colno) == (1, 37)
+        with pytest.raises(TomlDecodeError, match="nested more than 64 deep"):
+            tomlread.loads("a.%s = 1" % ".".join(["b"] * 5000))
+        assert tomlread.loads("a = %s1%s" % ("[" * 32, "]" * 32))["a"]

@@ -698,7 +698,8 @@ def test_crash_logs_and_sets_shutdown(tree, caplog):
 def _cfg(root, **build):
     b = dict(include_ext=["go"], include_dir=[], include_file=[], exclude_dir=["vendor"],
              exclude_file=[], exclude_regex=["_test.go"], exclude_unchanged=False,
-             follow_symlink=False, poll=False, poll_interval_s=None, watcher="poll")
+             follow_symlink=False, poll=False, poll_interval_s=None, watcher="poll",
+             rules=(), bin="./tmp/main", entrypoint=(), full_bin="")
     b.update(build)
     b["exclude_regex_compiled"] = [re.compile(p) for p in b["exclude_regex"]]
     return SimpleNamespace(root_path=str(root), tmp_path=str(root / "tmp"),
