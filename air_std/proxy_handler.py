@@ -54,6 +54,14 @@ _POLLIN = getattr(select, "POLLIN", 1)
 _REPLAYABLE = ("GET", "HEAD", "OPTIONS")
 
 
+def _send_upstream(conn, data):
+    """Send to the app; a failed send means the app is gone (AppGone)."""
+    try:
+        conn.send(data)
+    except OSError as exc:
+        raise AppGone(exc) from exc
+
+
 class ProxyHandler(OwnPages, BaseHTTPRequestHandler):
     """One browser connection. The ProxyServer creates it (in "air-proxy")
     and runs serve() in an "air-proxy-conn-N" thread whenever the connection
@@ -325,16 +333,9 @@ class ProxyHandler(OwnPages, BaseHTTPRequestHandler):
         chunked = kind == "chunked"
         pieces = read_chunked(self.rfile) if chunked else read_length(self.rfile, length)
         for piece in pieces:
-            self._send_upstream(conn, b"%X\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            _send_upstream(conn, b"%X\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
         if chunked:
-            self._send_upstream(conn, b"0\r\n\r\n")
-
-    @staticmethod
-    def _send_upstream(conn, data):
-        try:
-            conn.send(data)
-        except OSError as exc:
-            raise AppGone(exc) from exc
+            _send_upstream(conn, b"0\r\n\r\n")
 
     def _get_response(self, conn):
         """The app's response; AppGone if the app fails, CLIENT_GONE if the
