@@ -933,7 +933,7 @@ def gen_scenario(rnd):
 
 
 def test_tiers_and_inotify_match_a_reference_scan(tmp_path):
-    check_cases("test_tiers_and_inotify_match_a_reference_scan", 150,
+    check_cases("test_tiers_and_inotify_match_a_reference_scan", 300,
                 gen_scenario, lambda scenario: check_scenario(tmp_path, **scenario))
 
 
