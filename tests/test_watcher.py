@@ -940,7 +940,7 @@ def gen_scenario(rnd):
 
 
 def test_tiers_inotify_and_blind_auto_match_a_reference_scan(tmp_path):
-    check_cases("test_tiers_inotify_and_blind_auto_match_a_reference_scan", 300,
+    check_cases("test_tiers_inotify_and_blind_auto_match_a_reference_scan", 150,
                 gen_scenario, lambda scenario: check_scenario(tmp_path, **scenario))
 
 
