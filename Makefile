@@ -27,7 +27,7 @@ demo: pyz
 
 $(VENV)/bin/pytest:
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check pytest hypothesis
+	$(VENV)/bin/pip install -q --disable-pip-version-check pytest
 
 venv: $(VENV)/bin/pytest
 
@@ -83,7 +83,7 @@ test-matrix:
 	   if [ -z "$$dir" ]; then missing="$$missing $$v"; continue; fi; \
 	   py=$$dir/bin/python; venv=.venvs/py$$v; \
 	   echo "== Python $$v ($$py)"; \
-	   [ -x $$venv/bin/pytest ] || { $$py -m venv $$venv && $$venv/bin/pip install -q --disable-pip-version-check pytest hypothesis; } || { failed="$$failed $$v(venv)"; continue; }; \
+	   [ -x $$venv/bin/pytest ] || { $$py -m venv $$venv && $$venv/bin/pip install -q --disable-pip-version-check pytest; } || { failed="$$failed $$v(venv)"; continue; }; \
 	   $$venv/bin/python -m pytest -q -p no:cacheprovider $(UNIT_TESTS) || failed="$$failed $$v(unit)"; \
 	   $$py tests/smoke_pyz.py $(PYZ) || failed="$$failed $$v(smoke)"; \
 	 done; \

@@ -13,11 +13,17 @@ with paths relative to the root and "/" as separator:
   which each build rewrites. The extension is what follows the last "." of
   the name (Go's filepath.Ext), so ".env" has extension "env" and "Makefile"
   has none.
-- exclude_dir: relative paths, pruned without descending. tmp_dir and
-  testdata_dir are always pruned, and so is every hidden directory (a name
-  starting with "."), as Air does: .git, .hg, .svn, .idea, .venv ...
+- exclude_dir: relative paths, pruned without descending. An entry is
+  compared with a directory's whole path relative to root, as Air does
+  (util.go, isExcludeDir: equality): "vendor" prunes vendor/, not vendor2/
+  nor src/vendor/. tmp_dir and testdata_dir are always pruned, and so is
+  every hidden directory (a name starting with "."), as Air does: .git, .hg,
+  .svn, .idea, .venv ...
 - include_dir: entries inside root narrow the walk of root: only files under
   them are watched; their ancestors are walked but their own files are not.
+  "Under" goes by whole path components, as in Air (util.go, checkIncludeDir
+  and isSubPath, through filepath.Rel): "src" covers src/ and src/x/, not
+  src2/.
   Entries outside root ("../shared", or absolute) are walked as trees of
   their own (`trees`), wholly, with the same filters, and leave root whole
   (config.go, normalizeIncludeDirs; util.go, checkIncludeDir).
@@ -30,10 +36,10 @@ with paths relative to the root and "/" as separator:
   directory's DirRule then says which rule, if any, takes a file before the
   main build does (`route`).
 
-Two deliberate differences from Air, both where Air's behaviour is a bug:
-include_dir is matched per path component ("src" does not cover "src2"),
-and the ancestors of an include_file entry are walked even when include_dir
-does not cover them, so the file is actually watched.
+One deliberate difference from Air, where Air's behaviour is a bug: the
+ancestors of an include_file entry are walked even when include_dir does not
+cover them, so the file is actually watched (Air's walk skips them, and the
+file with them).
 """
 
 import os

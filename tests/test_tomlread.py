@@ -8,16 +8,16 @@ expectations, serialise-then-parse round trips) still run.
 """
 
 import math
-import random
 import re
+import struct
 from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
 
 from air_std import tomlread
 from air_std.tomlread import TomlDecodeError, _fallback_loads
 from conftest import CORPUS, corpus_files
+from seeded import check_cases, integer, sized
 
 try:
     import tomllib
@@ -26,10 +26,6 @@ except ImportError:  # Python < 3.11
 
 needs_tomllib = pytest.mark.skipif(
     tomllib is None, reason="tomllib (Python 3.11+) is the reference for differential tests")
-
-# The autouse leak check in conftest takes tmp_path; it runs once per test, not per example.
-PROPERTY = settings(max_examples=300, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 VALID_FILES = corpus_files()
 INVALID_FILES = corpus_files("invalid")
@@ -287,19 +283,101 @@ SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"
 COMMENT_CHARS = "abc xyz#=[]{}\"'\\.,\t\u00e9\u2028\U0001F600"
 TRICKY = "\"'\\\n\r\t \x00\x01\x1f\x7f#=[]{}.,ab\u00e9\u2028\U0001F600"
 
-texts = st.text(max_size=12) | st.text(st.sampled_from(TRICKY), max_size=12)
-keys = st.sampled_from(["a", "b", "build", "x-y", "1", "_", "true"]) | texts
-offsets = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
-scalars = st.one_of(
-    st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.floats(), texts,
-    st.datetimes(min_value=datetime(1, 1, 1), timezones=st.none() | st.just(UTC) | offsets),
-    st.dates(), st.times())
-values = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
-    max_leaves=8)
-documents_data = st.dictionaries(
-    keys, values | st.lists(st.dictionaries(keys, values, max_size=3), min_size=1, max_size=2), max_size=5)
+# Generated data (seeded; see seeded.py): what a TOML document can hold.
+SPECIAL_CHARS = "\x00\x7f\x85\xa0\u2028\u2029\ufeff\ufffe\uffff\U0001F600\U0010FFFF"
+KEY_NAMES = ["a", "b", "build", "x-y", "1", "_", "true"]
+SPECIAL_FLOATS = [0.0, -0.0, math.inf, -math.inf, math.nan, math.copysign(math.nan, -1), 5e-324, -5e-324,
+                  2.2250738585072014e-308, 1.7976931348623157e308, -1.7976931348623157e308, 0.1, 0.5,
+                  1.0, -1.0, 1e16, 9007199254740993.0, 1e-7, 1e22, -123456789.125]
+MAX_OFFSET_MIN = 23 * 60 + 59
+
+
+def any_char(rnd):
+    """Any code point but a surrogate (a str that UTF-8 cannot carry)."""
+    pick = rnd.random()
+    if pick < 0.4:
+        return chr(rnd.randint(0x20, 0x7E))
+    if pick < 0.55:
+        return chr(rnd.choice([rnd.randrange(0x20), 0x7F]))
+    if pick < 0.65:
+        return rnd.choice(SPECIAL_CHARS)
+    if pick < 0.75:
+        return chr(rnd.randint(0x80, 0x7FF))
+    if pick < 0.9:
+        code = rnd.randint(0x800, 0xFFFF - 0x800)
+        return chr(code + 0x800 if code >= 0xD800 else code)
+    return chr(rnd.randint(0x10000, 0x10FFFF))
+
+
+def gen_text(rnd):
+    if rnd.random() < 0.5:
+        return "".join(any_char(rnd) for _ in range(sized(rnd, 0, 12)))
+    return "".join(rnd.choice(TRICKY) for _ in range(sized(rnd, 0, 12)))
+
+
+def gen_key(rnd):
+    return rnd.choice(KEY_NAMES) if rnd.random() < 0.5 else gen_text(rnd)
+
+
+def gen_float(rnd):
+    pick = rnd.random()
+    if pick < 0.3:
+        return rnd.choice(SPECIAL_FLOATS)
+    if pick < 0.6:  # any bit pattern: subnormals, huge, NaNs with payloads
+        return struct.unpack("<d", rnd.getrandbits(64).to_bytes(8, "little"))[0]
+    if pick < 0.8:
+        return rnd.uniform(-1e6, 1e6)
+    if pick < 0.9:
+        return float(integer(rnd, -2 ** 70, 2 ** 70))
+    return rnd.choice([1, -1]) * rnd.random() * 10.0 ** rnd.randint(-300, 300)
+
+
+def gen_date(rnd):
+    year = rnd.choice([1, 1970, 2000, 2024, 9999]) if rnd.random() < 0.2 else rnd.randint(1, 9999)
+    month = rnd.randint(1, 12)
+    last = 31 if month == 12 else (date(year, month + 1, 1) - timedelta(days=1)).day
+    return date(year, month, last if rnd.random() < 0.2 else rnd.randint(1, last))
+
+
+def gen_time(rnd):
+    micro = 0 if rnd.random() < 0.3 else rnd.choice([rnd.randint(0, 999999), 999999, 1, 500000])
+    return time(rnd.randint(0, 23), rnd.randint(0, 59), rnd.randint(0, 59), micro)
+
+
+def gen_datetime(rnd):
+    d, t = gen_date(rnd), gen_time(rnd)
+    pick = rnd.randrange(3)
+    tz = None if pick == 0 else UTC if pick == 1 else timezone(
+        timedelta(minutes=integer(rnd, -MAX_OFFSET_MIN, MAX_OFFSET_MIN)))
+    return datetime(d.year, d.month, d.day, t.hour, t.minute, t.second, t.microsecond, tzinfo=tz)
+
+
+SCALARS = [lambda rnd: rnd.random() < 0.5, lambda rnd: integer(rnd, -2 ** 70, 2 ** 70), gen_float,
+           gen_text, gen_datetime, gen_date, gen_time]
+
+
+def gen_value(rnd, leaves=None, depth=0):
+    """A scalar, or lists and tables (up to 4 items) of values, with at most 8 leaves."""
+    leaves = [8] if leaves is None else leaves
+    if depth >= 5 or leaves[0] <= 1 or rnd.random() < 0.5:
+        leaves[0] -= 1
+        return rnd.choice(SCALARS)(rnd)
+    n = min(sized(rnd, 0, 4), leaves[0])
+    if rnd.random() < 0.5:
+        return [gen_value(rnd, leaves, depth + 1) for _ in range(n)]
+    return {gen_key(rnd): gen_value(rnd, leaves, depth + 1) for _ in range(n)}
+
+
+def gen_document_data(rnd):
+    """Up to 5 top-level keys, each a value or an array of 1 or 2 tables (up to 3 keys each)."""
+    data = {}
+    for _ in range(rnd.randint(0, 5) if rnd.random() < 0.1 else rnd.randint(1, 5)):
+        if rnd.random() < 0.5:
+            data[gen_key(rnd)] = gen_value(rnd)
+        else:
+            data[gen_key(rnd)] = [{gen_key(rnd): gen_value(rnd) for _ in range(sized(rnd, 0, 3))}
+                                  for _ in range(rnd.randint(1, 2))]
+    return data
 
 
 class TomlWriter:
@@ -496,53 +574,58 @@ class TomlWriter:
         return text + "%s%02d:%02d" % ("-" if minutes < 0 else "+", abs(minutes) // 60, abs(minutes) % 60)
 
 
-@st.composite
-def documents(draw):
-    data = draw(documents_data)
-    # A seeded Random, not st.randoms(): hundreds of style choices per document are
-    # far cheaper this way, and a failure still shows the data and the exact text.
-    return data, TomlWriter(random.Random(draw(st.integers(0, 2 ** 32)))).document(data)
+def gen_document(rnd):
+    """(data, the TOML text a TomlWriter made of it)."""
+    data = gen_document_data(rnd)
+    return data, TomlWriter(rnd).document(data)
 
 
-@PROPERTY
-@given(documents())
-def test_generated_documents_round_trip(doc):
-    data, text = doc
-    assert same(_fallback_loads(text), data, ordered=False), text
+def show_document(doc):
+    return "data %r\ntext %r" % doc
+
+
+def test_generated_documents_round_trip():
+    def check(doc):
+        data, text = doc
+        assert same(_fallback_loads(text), data, ordered=False)
+
+    check_cases("test_generated_documents_round_trip", 3000, gen_document, check, show_document)
 
 
 @needs_tomllib
-@PROPERTY
-@given(documents())
-def test_generated_documents_parse_like_tomllib(doc):
-    assert_agrees(doc[1])
+def test_generated_documents_parse_like_tomllib():
+    check_cases("test_generated_documents_parse_like_tomllib", 3000, gen_document,
+                lambda doc: assert_agrees(doc[1]), show_document)
 
 
 MUTATION_CHARS = "[]{}=,.\"'#\\\n\r\t _-+:0123456789xobeEtrufalsinZz\x00\x1f\x7f\u00e9"
 # Pieces of TOML syntax too, so that mutations and garbage also make longer tokens.
-TOKENS = st.sampled_from(list(MUTATION_CHARS)) | st.sampled_from(
-    ['"""', "'''", '""', "''", "\\u", "\\U", "[[", "]]", "0x", "0o", "0b", "1e", "inf", "nan", "true",
-     "2024-02-29", "T12:00:00", "12:00:00", ".5", "+01:00", "a.b", " = ", "\\\n", "\r\n", "# \x7f", "{ }"])
+TOKEN_PIECES = ['"""', "'''", '""', "''", "\\u", "\\U", "[[", "]]", "0x", "0o", "0b", "1e", "inf", "nan",
+                "true", "2024-02-29", "T12:00:00", "12:00:00", ".5", "+01:00", "a.b", " = ", "\\\n", "\r\n",
+                "# \x7f", "{ }"]
 
 
-@st.composite
-def mutated_documents(draw):
-    text = draw(documents())[1]
-    for _ in range(draw(st.integers(1, 3))):
-        i = draw(st.integers(0, len(text)))
-        op = draw(st.sampled_from(
-            ["insert", "delete", "replace", "truncate", "dup_line", "drop_line", "swap_lines"]))
+def gen_token(rnd):
+    return rnd.choice(MUTATION_CHARS) if rnd.random() < 0.5 else rnd.choice(TOKEN_PIECES)
+
+
+def gen_mutated_document(rnd):
+    """A generated document with 1 to 3 edits: characters or tokens put in, taken
+    out or replaced, the text cut short, lines doubled, dropped or swapped."""
+    text = gen_document(rnd)[1]
+    for _ in range(rnd.randint(1, 3)):
+        i = rnd.randint(0, len(text))
+        op = rnd.choice(["insert", "delete", "replace", "truncate", "dup_line", "drop_line", "swap_lines"])
         if op in ("insert", "replace"):
-            c = draw(TOKENS)
-            text = text[:i] + c + text[i + (op == "replace"):]
+            text = text[:i] + gen_token(rnd) + text[i + (op == "replace"):]
         elif op == "delete":
             text = text[:i] + text[i + 1:]
         elif op == "truncate":
             text = text[:i]
         else:
             lines = text.split("\n")
-            j = draw(st.integers(0, len(lines) - 1))
-            k = draw(st.integers(0, len(lines) - 1))
+            j = rnd.randrange(len(lines))
+            k = rnd.randrange(len(lines))
             if op == "dup_line":
                 lines.insert(k, lines[j])
             elif op == "drop_line":
@@ -554,36 +637,41 @@ def mutated_documents(draw):
 
 
 @needs_tomllib
-@PROPERTY
-@given(mutated_documents())
-def test_mutated_documents_are_rejected_exactly_when_tomllib_rejects(text):
-    assert_agrees(text)
+def test_mutated_documents_are_rejected_exactly_when_tomllib_rejects():
+    check_cases("test_mutated_documents_are_rejected_exactly_when_tomllib_rejects", 4000,
+                gen_mutated_document, assert_agrees)
+
+
+def gen_garbage(rnd):
+    return rnd.choice(["", "a = ", "a = [", "[a]\nb = {"]) + "".join(
+        gen_token(rnd) for _ in range(sized(rnd, 0, 25)))
 
 
 @needs_tomllib
-@PROPERTY
-@given(st.tuples(st.sampled_from(["", "a = ", "a = [", "[a]\nb = {"]),
-                 st.lists(TOKENS, max_size=25).map("".join)).map("".join))
-def test_garbage_is_rejected_exactly_when_tomllib_rejects(text):
-    assert_agrees(text)
+def test_garbage_is_rejected_exactly_when_tomllib_rejects():
+    check_cases("test_garbage_is_rejected_exactly_when_tomllib_rejects", 6000, gen_garbage, assert_agrees)
 
 
 # Short documents over a few keys: they hit the table rules (redefinition,
 # dotted keys versus headers, arrays of tables, inline tables) much more often.
-table_keys = st.sampled_from(["a", "b", "a.b", "b.c", "a.b.c", "a . 'b'", '"a".c', "a.b.c.d"])
-statements = st.one_of(
-    table_keys.map("[{}]".format), table_keys.map("[[{}]]".format),
-    st.tuples(table_keys,
-              st.sampled_from(["1", "{}", "{ x = 1 }", "{ x.y = 1, x.z = 2 }", "[]", "[{}]", "[[1]]"]))
-    .map(" = ".join))
+TABLE_KEYS = ["a", "b", "a.b", "b.c", "a.b.c", "a . 'b'", '"a".c', "a.b.c.d"]
+TABLE_VALUES = ["1", "{}", "{ x = 1 }", "{ x.y = 1, x.z = 2 }", "[]", "[{}]", "[[1]]"]
+
+
+def gen_statement(rnd):
+    kind = rnd.randrange(3)
+    key = rnd.choice(TABLE_KEYS)
+    if kind == 0:
+        return "[%s]" % key
+    if kind == 1:
+        return "[[%s]]" % key
+    return "%s = %s" % (key, rnd.choice(TABLE_VALUES))
 
 
 @needs_tomllib
-@settings(PROPERTY, max_examples=500)
-@given(st.lists(statements, max_size=8).map("\n".join))
-def test_table_rules_match_tomllib(text):
-    assert_agrees(text)
-
+def test_table_rules_match_tomllib():
+    check_cases("test_table_rules_match_tomllib", 10000,
+                lambda rnd: "\n".join(gen_statement(rnd) for _ in range(sized(rnd, 0, 8))), assert_agrees)
 
 
 # ---- the depth bound ------------------------------------------------------------

@@ -26,14 +26,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from air_std.filters import PathFilter
 from air_std.messages import ChangeBatch
 from air_std.watch_driver import MAX_INTERVAL_S, MIN_INTERVAL_S
 from air_std.watch_inotify import BLIND_ENV
 from air_std.watcher import Watcher
+from seeded import check_cases, sized
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -932,14 +931,20 @@ def age_dirs(root):
                 pass
 
 
-op_lists = st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 60), st.integers(0, 60),
-                              st.integers(0, 60)), min_size=1, max_size=25)
+def gen_scenario(rnd):
+    """1 to 25 operations (each with three indexes in 0..60), and the watcher's
+    settings: follow symlinks, include every extension, directories aged."""
+    ops = [(rnd.choice(OPS), rnd.randint(0, 60), rnd.randint(0, 60), rnd.randint(0, 60))
+           for _ in range(sized(rnd, 1, 25))]
+    return dict(ops=ops, follow=rnd.random() < 0.5, star=rnd.random() < 0.5, aged=rnd.random() < 0.5)
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(ops=op_lists, follow=st.booleans(), star=st.booleans(), aged=st.booleans())
-def test_tiers_inotify_and_blind_auto_match_a_reference_scan(tmp_path, ops, follow, star, aged):
+def test_tiers_inotify_and_blind_auto_match_a_reference_scan(tmp_path):
+    check_cases("test_tiers_inotify_and_blind_auto_match_a_reference_scan", 150,
+                gen_scenario, lambda scenario: check_scenario(tmp_path, **scenario))
+
+
+def check_scenario(tmp_path, ops, follow, star, aged):
     with tempfile.TemporaryDirectory(dir=str(tmp_path)) as top:
         root = os.path.join(top, "r")
         os.mkdir(root)
