@@ -12,7 +12,9 @@ browser's overlay.
 The loop waits in poll() with a short timeout and ends at end of file on
 both pipes or when asked to stop (the app was stopped: whatever a daemon it
 left still writes is no longer read), so it never outlives the app's stop by
-more than STOP_WAIT_S.
+more than STOP_WAIT_S. Writes wait for room with the same timeout: a stalled
+reader of air_std's output slows the app (as it did when the app wrote to it
+directly) but cannot keep this thread alive past its stop.
 """
 
 import os
@@ -26,6 +28,8 @@ __all__ = ["AppOutput", "TAIL_BYTES"]
 
 TAIL_BYTES = 32 * 1024
 TICK_S = 0.1
+# A pipe that polls writable has room for one page at least: a piece this big never blocks.
+WRITE_PIECE = 4096
 # After the app exited, how long its last words may take to arrive (a
 # process it left running may hold the pipes open for ever).
 STOP_WAIT_S = 0.5
@@ -55,7 +59,7 @@ class AppOutput:
                         del open_pipes[pipe]
                         continue
                     self._keep(chunk)
-                    _write_all(open_pipes[pipe], chunk)
+                    self._write_all(open_pipes[pipe], chunk)
         finally:
             for pipe in self._targets:
                 pipe.close()
@@ -82,10 +86,16 @@ class AppOutput:
         self._thread.join(TICK_S * 5)
         return self.tail()
 
-
-def _write_all(fd, data):
-    try:
-        while data:
-            data = data[os.write(fd, data):]
-    except OSError:  # our own stdout is gone (closed terminal): keep draining the app
-        pass
+    def _write_all(self, fd, data):
+        """Write data to fd, in pieces a ready pipe takes without blocking, so that a
+        reader of air_std's output that stalls can hold this thread only until stop."""
+        view = memoryview(data)
+        try:
+            while view:
+                if not waitio.writable(fd, TICK_S):
+                    if self._stop.is_set():
+                        return  # stopping, and nobody reads: the rest is dropped
+                    continue
+                view = view[os.write(fd, view[:WRITE_PIECE]):]
+        except OSError:  # our own stdout is gone (closed terminal): keep draining the app
+            pass

@@ -63,16 +63,23 @@ class Once:
             return "127.0.0.1:%d accepts connections" % self.app_port
         return "the app stays up %gs" % self.ready_after_s
 
+    def port_taken(self):
+        """Before the app runs: is app_port, the readiness check, held by another program?"""
+        return not self.ready_url and bool(self.app_port) and self._accepts()
+
+    def _accepts(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.app_port), timeout=CONNECT_TIMEOUT_S):
+                return True
+        except OSError:
+            return False
+
     def ready(self, started_at):
         """One bounded check: is the app ready now? started_at: the app's start (clock)."""
         if self.ready_url:
             return _url_ready(self.ready_url)
         if self.app_port:
-            try:
-                with socket.create_connection(("127.0.0.1", self.app_port), timeout=CONNECT_TIMEOUT_S):
-                    return True
-            except OSError:
-                return False
+            return self._accepts()
         return self.clock() - started_at >= self.ready_after_s
 
     def finish(self, code):

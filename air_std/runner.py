@@ -168,6 +168,13 @@ class Runner(Part):
         exit code. The caller's finally stops the app and runs post_cmd."""
         once = self.once
         once.begin()
+        if once.port_taken():
+            # the check would find that program ready, whatever the app does
+            main_log.error("--once: 127.0.0.1:%d (proxy.app_port) already accepts connections before "
+                           "the app started: another program holds it; stop it or set proxy.app_port "
+                           "to the app's port (exit %d)", once.app_port, NOT_READY)
+            once.finish(NOT_READY)
+            return
         try:
             ok = self.builder.run(lambda: self.should_stop or once.timed_out())
         except BuildCancelled:

@@ -305,3 +305,31 @@ def test_run_refuses_a_missing_program_in_one_line(tmp_path, run_air):
         for f in (air.out_path, air.err_path):
             f.unlink()
     assert os.listdir(proj) == []
+
+
+def test_once_refuses_an_app_port_another_program_holds(tmp_path, run_air):
+    import socket
+    proj = project(tmp_path)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        port = squatter.getsockname()[1]
+        air, code, _ = run_once(run_air, proj, ["--proxy.app_port", str(port)], env={"PORT": str(port)})
+    assert code == 4, air.output()
+    assert "already accepts connections before the app started" in air.stderr()
+    assert "running %s app.py" % PY not in air.stderr()
+
+
+def test_app_output_reaches_stdout_unchanged_and_bytes_survive(tmp_path, run_air):
+    app = textwrap.dedent(r'''
+        import os, sys
+        sys.stdout.buffer.write(b"out: caf\xc3\xa9 \xff raw\n" + b"x" * 100000 + b"\nend-of-stdout\n")
+        sys.stdout.flush()
+        sys.stderr.write("err: to stderr\n")
+    ''')
+    proj = project(tmp_path, app=app, build="true")
+    air, code, _ = run_once(run_air, proj, ["--ready-after", "5"])
+    assert code == 3, air.output()  # it exited before it was ready
+    out = air.out_path.read_bytes()
+    assert b"out: caf\xc3\xa9 \xff raw\n" + b"x" * 100000 + b"\nend-of-stdout\n" in out
+    assert "err: to stderr" in air.stderr() and "err: to stderr" not in air.stdout()
