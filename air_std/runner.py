@@ -90,6 +90,10 @@ class Runner(Part):
                             on_started=self.listener.app_started, tick_s=TICK_S,
                             on_exited=self._app_exited)
         self.last_exit = None  # (returncode or None, output tail) of the last app that ended on its own
+        self._ready_probe = None  # --json, no proxy, app_port set: watches for the app's first accept
+        if events.enabled() and once is None and listener is None and cfg.proxy.app_port:
+            from air_std.once import Once
+            self._ready_probe = Once(app_port=cfg.proxy.app_port)
         self.once = once  # once.Once under --once: build, start, wait for ready, end
         self.on_root_gone = None  # callable(name), set by the engine
         self.root_lost = False
@@ -223,6 +227,10 @@ class Runner(Part):
 
     def _check_app(self):
         self.app_life.check()
+        if self._ready_probe is not None and self.app is not None and self._ready_probe.ready(0):
+            # --json without the proxy (whose notifier tells it otherwise): the first accept
+            self._ready_probe = None
+            events.emit_first("app_ready", port=self.cfg.proxy.app_port, pid=self.app.pid)
 
     def _app_exited(self, code, output):
         """The app ended on its own (or could not start: code None): say how, with

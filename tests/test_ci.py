@@ -262,8 +262,8 @@ def test_run_watches_a_python_apps_files_and_restarts_on_change(tmp_path, run_ai
     (proj / "settings.toml").write_text("a = 1\n")
     port = free_port()
     air = run_air(["--json", "--build.poll_interval", "100", "--build.delay", "50",
-                   "run", PY, "app.py"], proj, env={"PORT": str(port)})
-    wait_until(lambda: air.stdout().count("app_started") == 1, timeout=15, what="the first start",
+                   "--proxy.app_port", str(port), "run", PY, "app.py"], proj, env={"PORT": str(port)})
+    wait_until(lambda: "app_ready" in air.stdout(), timeout=15, what="the first app ready",
                output=air.output)
     (proj / "settings.toml").write_text("a = 2\n")
     wait_until(lambda: air.stdout().count("app_started") == 2, timeout=15,
@@ -273,8 +273,12 @@ def test_run_watches_a_python_apps_files_and_restarts_on_change(tmp_path, run_ai
                what="a restart after .env changed", output=air.output)
     air.signal(signal.SIGINT)
     assert air.wait(10) == 0, air.output()
-    changes = [e["files"] for e in events(air) if e["event"] == "change"]
+    got = events(air)
+    changes = [e["files"] for e in got if e["event"] == "change"]
     assert changes == [["settings.toml"], [".env"]]
+    # no proxy: app_ready still comes, once, when the first app accepts on app_port
+    assert names(got)[:2] == ["app_started", "app_ready"] and names(got).count("app_ready") == 1
+    assert got[1]["port"] == port
     assert "build_started" not in air.stdout()
     assert not (proj / "tmp").exists()
 
