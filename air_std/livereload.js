@@ -13,7 +13,9 @@
  * data-air-gen attribute the proxy puts on this script's tag.
  * "reload" reloads the page; "build-failed" shows an overlay with the command,
  * output and error, built from text nodes only (build output is untrusted text:
- * it must never be parsed as HTML).
+ * it must never be parsed as HTML). "app-exited" (the app ended on its own: a
+ * crash at import, a port already taken) shows the same overlay with its exit
+ * status and the last lines of its output; the next start's reload removes it.
  *
  * For tests and curious apps: window.__airStd holds {mode, state, events};
  * <html data-air-std="..."> mirrors the connection state; every message is also
