@@ -49,6 +49,9 @@ class App:
         self.on_started = on_started or (lambda: None)
         self.on_exited = on_exited or (lambda code, tail: None)
         self.output = None  # the AppOutput of the running app
+        # the AppOutput of an app that exited on its own: what it left running (a
+        # daemon, a child) may still write there, as it could with Air, until the next stop
+        self._exited_output = None
         self.tick_s = tick_s
         self.clock = clock
         self.proc = None
@@ -117,6 +120,11 @@ class App:
         output, self.output = self.output, None
         return output.finish() if output is not None else ""
 
+    def _finish_exited_output(self):
+        output, self._exited_output = self._exited_output, None
+        if output is not None:
+            output.finish()
+
     def restart(self):
         """Stop the app (and what an exited one left) and start it again."""
         self.stop()
@@ -128,7 +136,9 @@ class App:
         if self.proc is not None and self.proc.poll() is not None:
             proc, self.proc = self.proc, None
             process.release(proc)
-            self.on_exited(proc.returncode, self._finish_output())
+            output, self.output = self.output, None
+            self._exited_output = output
+            self.on_exited(proc.returncode, output.settle() if output is not None else "")
             # like Air, leave what it started alone until the next restart or shutdown;
             # keep it only while its group lives (its pid may be reused once it is empty)
             if process.group_alive(proc.pid):
@@ -160,8 +170,10 @@ class App:
         proc, self.proc = self.proc, None
         if proc is None:
             self._stop_daemons(sig)
+            self._finish_exited_output()
             return
         code = process.stop(proc, sig, grace_s=self.grace_s, name="app", force=self.force, adopt=True)
+        self._finish_exited_output()
         self._finish_output()
         log.info("app stopped (%s)", process.describe_exit(code))
 

@@ -78,10 +78,16 @@ class AppOutput:
             data = data[data.find(b"\n") + 1:]
         return data.decode("utf-8", "replace")
 
-    def finish(self, timeout=STOP_WAIT_S):
-        """Wait up to timeout for the end of both pipes (the app's last words), then
-        stop reading; returns the tail. Called once the app has exited or was stopped."""
+    def settle(self, timeout=STOP_WAIT_S):
+        """Wait up to timeout for the end of both pipes (the app's last words) and
+        return the tail; reading goes on if something it left still holds them."""
         self._thread.join(timeout)
+        return self.tail()
+
+    def finish(self, timeout=STOP_WAIT_S):
+        """settle(), then stop reading; returns the tail. Called once the app and
+        what it left running were stopped."""
+        self.settle(timeout)
         self._stop.set()
         self._thread.join(TICK_S * 5)
         return self.tail()

@@ -337,3 +337,23 @@ def test_app_output_reaches_stdout_unchanged_and_bytes_survive(tmp_path, run_air
     out = air.out_path.read_bytes()
     assert b"out: caf\xc3\xa9 \xff raw\n" + b"x" * 100000 + b"\nend-of-stdout\n" in out
     assert "err: to stderr" in air.stderr() and "err: to stderr" not in air.stdout()
+
+
+def test_what_an_exited_app_left_running_is_still_heard_until_the_next_stop(tmp_path, run_air):
+    # the app exits at once; its child writes later, into the pipes it inherited
+    app = textwrap.dedent('''
+        import os, sys, time
+        if os.fork() == 0:
+            time.sleep(1.0)
+            print("child: still here", flush=True)
+            time.sleep(60)
+            os._exit(0)
+        print("parent: bye", flush=True)
+    ''')
+    proj = project(tmp_path, app=app, build="true")
+    air = run_air([], proj)
+    air.wait_for("app exited (exit status 0)", timeout=15)
+    wait_until(lambda: "child: still here" in air.stdout(), timeout=10,
+               what="the child's line after its parent exited", output=air.output)
+    air.signal(signal.SIGINT)
+    assert air.wait(10) == 0, air.output()
