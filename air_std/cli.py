@@ -1,4 +1,5 @@
-"""Command line: `air-std [options] [--KEY VALUE ...] [-- APP ARGS]` and `air-std init`.
+"""Command line: `air-std [options] [--KEY VALUE ...] [-- APP ARGS]`, `air-std [options] run CMD`
+and `air-std init`.
 
 Runs in the main thread. A small hand-written parser, because Air's dotted
 overrides (`--build.cmd "make"`, one flag per config key, repeatable lists)
@@ -10,7 +11,9 @@ it runs.
 Exit codes: 0 ok, 1 for every user error (bad flag, bad config, an AirError
 raised by the engine; one line `air_std: error: ...`, no traceback), 130 after
 Ctrl-C before the engine took over signals. Usage errors use 1 too (not
-argparse's 2) so scripts only need to tell 0 from non-zero.
+argparse's 2) so scripts only need to tell 0 from non-zero. `--once` adds
+2 (build failed), 3 (the app exited first), 4 (not ready in time) and
+128 + N after stop signal N (once.py).
 """
 
 import os

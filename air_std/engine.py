@@ -19,6 +19,12 @@ rules (stops a running rule command), runner (cancels a build, stops the
 app, runs post_cmd, bounded), proxy (subscribers closed, server shut down).
 Then tmp cleanup (only with clean_on_exit, only what air_std made), a last
 sweep of any descendant, and a report of any thread that did not end.
+
+Under --once (once.py) there is no watcher and no rules part: the runner
+builds and starts the app once and, when it knows the result, wakes the
+main thread through the same self-pipe; the shutdown sequence is the same
+and the exit code is the result's (128 + N after a stop signal N). tmp_dir
+is created only when a build may write there (some pre_cmd or cmd).
 """
 
 import errno
