@@ -334,8 +334,8 @@ class Engine:
         if os.path.isdir(cfg.tmp_path):
             return
         if not cfg.build.cmd.strip() and not any(c.strip() for c in cfg.build.pre_cmd):
-            # no build to put anything there (`run`, a read-only tree): write nothing;
-            # the build log of a failing rule or command makes its own directory
+            # no build to put anything there (`run`, a read-only tree), and air_std's
+            # only file there is the log of a failed build: nothing to make
             return
         try:
             os.makedirs(cfg.tmp_path)

@@ -238,10 +238,13 @@ class Runner(Part):
         self.last_exit = (code, output)
         error = process.describe_exit(code) if code is not None else "could not start"
         tail = events.tail_lines(output, LOG_TAIL_LINES)
-        if code == 0 or not tail:
+        if code is None:
+            pass  # App.start() said why, in one line
+        elif code == 0 or not tail:
             log.info("app exited (%s)", error)
         else:
-            log.error("app exited (%s); its last output:\n%s", error, tail)
+            # the main log: log.main_only must not hide a crash
+            main_log.error("app exited (%s); its last output:\n%s", error, tail)
         events.emit("app_exited", exit_status=code, error=error, output=events.tail_lines(output))
         self.listener.app_exited(error, events.tail_lines(output))
 
