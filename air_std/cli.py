@@ -279,7 +279,11 @@ def _run(opts):
     log.setup_from_config(cfg, opts.debug, colour_mode=opts.color)
     if opts.json:
         from air_std import events
-        events.enable(sys.stdout.fileno())
+        try:
+            events.enable(sys.stdout.fileno())
+        except (AttributeError, ValueError, OSError):  # started with stdout closed
+            raise UsageError("--json writes its events to stdout, which is closed; "
+                             "redirect it (> events.jsonl) or leave --json out")
     once = None
     if opts.once:
         from air_std.once import Once
@@ -297,9 +301,24 @@ def _run_config(cfg, opts):
     return run_command.apply_command(cfg, opts.run_command)
 
 
+def _fill_standard_fds():
+    """Started with stdin, stdout or stderr closed (`>&-`): put /dev/null there, or the
+    next pipe air_std opens (the engine's self-pipe) would take the number, and the
+    app's output copied to "stdout" would land in it."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def main(argv=None):
     """Entry point of `air-std`, `python -m air_std` and the zipapp; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    _fill_standard_fds()
     try:
         catch_early_signals()  # again for the `air-std` script, which starts here
         return _run(parse_args(argv))

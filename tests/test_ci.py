@@ -357,3 +357,25 @@ def test_what_an_exited_app_left_running_is_still_heard_until_the_next_stop(tmp_
                what="the child's line after its parent exited", output=air.output)
     air.signal(signal.SIGINT)
     assert air.wait(10) == 0, air.output()
+
+
+def test_started_with_stdout_closed(tmp_path):
+    import shlex
+    import subprocess
+    from conftest import REPO
+    proj = project(tmp_path, app=CRASH, build="true")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    def run(args):
+        line = "exec %s -m air_std %s >&-" % (shlex.quote(PY), " ".join(args))
+        return subprocess.run(["/bin/sh", "-c", line], cwd=str(proj), env=env, stdin=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=30, start_new_session=True)
+
+    done = run(["--once", "--json"])
+    err = done.stderr.decode()
+    assert done.returncode == 1 and "--json writes its events to stdout, which is closed" in err, err
+    done = run(["--once"])
+    err = done.stderr.decode()
+    # the app's output has nowhere to go on stdout, and nothing else catches it
+    assert done.returncode == 3, err
+    assert "RuntimeError: DATABASE_URL is not set" in err and "Traceback" in err
