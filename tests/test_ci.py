@@ -379,3 +379,11 @@ def test_started_with_stdout_closed(tmp_path):
     # the app's output has nowhere to go on stdout, and nothing else catches it
     assert done.returncode == 3, err
     assert "RuntimeError: DATABASE_URL is not set" in err and "Traceback" in err
+
+
+def test_once_a_build_still_running_at_the_timeout_is_stopped_exit_4(tmp_path, run_air):
+    proj = project(tmp_path, build="echo compiling; sleep 60")
+    air, code, took = run_once(run_air, proj, ["--ready-timeout", "1"])
+    assert code == 4, air.output()
+    assert "the build was still running after --ready-timeout 1s" in air.stderr()
+    assert took < 10
