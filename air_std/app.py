@@ -1,7 +1,9 @@
 """The app's lifecycle: its command line, starting it, noticing that it
 exited, `rerun`, and stopping its whole tree.
 
-Used by the runner thread only; no thread of its own. There is at most one
+Used by the runner thread only; the app's output is copied by the thread
+appoutput.py starts for each app, whose tail `check()` hands to
+`on_exited(code, tail)` when the app exits on its own. There is at most one
 app at a time, plus, after it exited on its own, what it left running (its
 process group, and the daemons it started outside it, found by their tag),
 which is stopped with the next restart or at shutdown.
@@ -12,9 +14,11 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
 import time
 
-from air_std import envfile, process, proctable
+from air_std import envfile, events, process, proctable
+from air_std.appoutput import AppOutput
 
 __all__ = ["App", "MIN_GRACE_S"]
 
@@ -37,12 +41,17 @@ class App:
     """
 
     def __init__(self, cfg, stop_event, force, app_args=(), on_started=None, tick_s=0.1,
-                 clock=time.monotonic):
+                 clock=time.monotonic, on_exited=None):
         self.cfg = cfg
         self.stop_event = stop_event
         self.force = force
         self.app_args = list(app_args)
         self.on_started = on_started or (lambda: None)
+        self.on_exited = on_exited or (lambda code, tail: None)
+        self.output = None  # the AppOutput of the running app
+        # the AppOutput of an app that exited on its own: what it left running (a
+        # daemon, a child) may still write there, as it could with Air, until the next stop
+        self._exited_output = None
         self.tick_s = tick_s
         self.clock = clock
         self.proc = None
@@ -87,15 +96,34 @@ class App:
             return False
         env = envfile.load(self.cfg.env_files, self.cfg.root_path)
         env[proctable.ROLE_VAR] = "app"  # inherited by all it starts: see proctable.ROLE_VAR
+        # its output is a pipe now, which Python buffers: print() would show up
+        # only at exit, and a crash's context with it
+        env.setdefault("PYTHONUNBUFFERED", "1")
         shown = command if shell else " ".join(shlex.quote(a) for a in command)
         log.info("running %s", shown)
         try:
-            self.proc = process.spawn(command, cwd=self.cfg.root_path, env=env, shell=shell)
+            self.proc = process.spawn(command, cwd=self.cfg.root_path, env=env, shell=shell,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
             main_log.error("cannot start the app (%s): %s", shown, exc)
+            self.on_exited(None, "cannot start the app (%s): %s" % (shown, exc))
             return False
+        # under --json stdout carries only events: the app's stdout joins stderr
+        out_fd = 2 if events.enabled() else 1
+        self.output = AppOutput(self.proc.stdout, self.proc.stderr, out_fd, 2)
+        self.output.start()
+        events.emit("app_started", pid=self.proc.pid, command=shown)
         self.on_started()
         return True
+
+    def _finish_output(self):
+        output, self.output = self.output, None
+        return output.finish() if output is not None else ""
+
+    def _finish_exited_output(self):
+        output, self._exited_output = self._exited_output, None
+        if output is not None:
+            output.finish()
 
     def restart(self):
         """Stop the app (and what an exited one left) and start it again."""
@@ -107,8 +135,10 @@ class App:
         now = self.clock()
         if self.proc is not None and self.proc.poll() is not None:
             proc, self.proc = self.proc, None
-            log.info("app exited (%s)", process.describe_exit(proc.returncode))
             process.release(proc)
+            output, self.output = self.output, None
+            self._exited_output = output
+            self.on_exited(proc.returncode, output.settle() if output is not None else "")
             # like Air, leave what it started alone until the next restart or shutdown;
             # keep it only while its group lives (its pid may be reused once it is empty)
             if process.group_alive(proc.pid):
@@ -140,8 +170,11 @@ class App:
         proc, self.proc = self.proc, None
         if proc is None:
             self._stop_daemons(sig)
+            self._finish_exited_output()
             return
         code = process.stop(proc, sig, grace_s=self.grace_s, name="app", force=self.force, adopt=True)
+        self._finish_exited_output()
+        self._finish_output()
         log.info("app stopped (%s)", process.describe_exit(code))
 
     def _stop_daemons(self, sig):

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import time
 
-from air_std import config, envfile, process, proctable, waitio
+from air_std import config, envfile, events, process, proctable, waitio
 from air_std.buildoutput import READ_SIZE, BuildOutput
 
 __all__ = ["Builder", "BuildCancelled"]
@@ -55,6 +55,7 @@ class Builder:
         self.tick_s = tick_s
         self.written_files = []  # the build log, for clean_on_exit
         self.failure = None
+        self.failure_status = None
 
     def run(self, cancel_requested):
         """Run pre_cmd then cmd; True when every command succeeded. Raises
@@ -67,22 +68,31 @@ class Builder:
         log.info("building...")
         self.failure = None
         started = time.monotonic()
+        events.emit("build_started", commands=pre + ([b.cmd] if b.cmd.strip() else []))
         env = envfile.load(self.cfg.env_files, self.cfg.root_path)
         env[proctable.ROLE_VAR] = "build"
         for command in pre:
             if not self._run_one(command, env, cancel_requested):
                 if b.stop_on_error:
-                    return False
+                    return self._failed(started)
                 # Air's buildRun: without stop_on_error a failed pre_cmd does not stop cmd
                 if b.cmd.strip():
                     log.info("running build.cmd anyway (build.stop_on_error = false)")
                 break
         if b.cmd.strip() and not self._run_one(b.cmd, env, cancel_requested):
-            return False
+            return self._failed(started)
         if self.failure is not None:
-            return False
-        log.info("build ok in %.2fs", time.monotonic() - started)
+            return self._failed(started)
+        took = time.monotonic() - started
+        log.info("build ok in %.2fs", took)
+        events.emit("build_succeeded", duration=round(took, 3))
         return True
+
+    def _failed(self, started):
+        command, output, error = self.failure
+        events.emit("build_failed", duration=round(time.monotonic() - started, 3), command=command,
+                    exit_status=self.failure_status, error=error, output=events.tail_lines(output))
+        return False
 
     def _run_one(self, command, env, cancel_requested):
         code, output = self.run_command(command, env, cancel_requested)
@@ -149,6 +159,7 @@ class Builder:
         log.error("build failed: %s%s", error, hint)
         self._write_build_log(command, error, output)
         self.failure = (command, output, error + hint)
+        self.failure_status = code
 
     def _write_build_log(self, command, error, output):
         """Append one entry per failure, as Air's writeBuildErrorLog appends (Air

@@ -1,4 +1,5 @@
-"""Command line: `air-std [options] [--KEY VALUE ...] [-- APP ARGS]` and `air-std init`.
+"""Command line: `air-std [options] [--KEY VALUE ...] [-- APP ARGS]`, `air-std [options] run CMD`
+and `air-std init`.
 
 Runs in the main thread. A small hand-written parser, because Air's dotted
 overrides (`--build.cmd "make"`, one flag per config key, repeatable lists)
@@ -10,7 +11,9 @@ it runs.
 Exit codes: 0 ok, 1 for every user error (bad flag, bad config, an AirError
 raised by the engine; one line `air_std: error: ...`, no traceback), 130 after
 Ctrl-C before the engine took over signals. Usage errors use 1 too (not
-argparse's 2) so scripts only need to tell 0 from non-zero.
+argparse's 2) so scripts only need to tell 0 from non-zero. `--once` adds
+2 (build failed), 3 (the app exited first), 4 (not ready in time) and
+128 + N after stop signal N (once.py).
 """
 
 import os
@@ -21,6 +24,8 @@ from air_std.errors import AirError, interrupted
 
 USAGE = """\
 usage: air-std [-c FILE] [-d] [--color MODE] [--print-config] [--KEY VALUE ...] [-- APP_ARGS ...]
+       air-std [options] run CMD [ARGS ...]
+       air-std [options] --once [--ready-url URL] [--ready-after S] [--ready-timeout S]
        air-std init
        air-std -v | -h
 
@@ -37,6 +42,16 @@ options:
   --print-config    print the effective configuration as JSON and exit
   -h, --help        show this help and exit
   init              write a commented .air.toml for the project in the current directory
+  run CMD [ARGS]    CMD is the app: no config needed (no build step; a Python server's
+                    files are watched); with an .air.toml, CMD replaces its app command
+  --once            CI smoke run: build, start the app, wait until it is ready, stop
+                    everything, exit. Exit 0 ready, 2 build failed, 3 the app exited
+                    first, 4 not ready in time, 130/143 on SIGINT/SIGTERM
+  --ready-url URL   --once: ready when URL answers with a status below 400
+  --ready-after S   --once: else (no proxy.app_port) ready after S seconds up (default 2)
+  --ready-timeout S --once: the longest wait, build included (default 60)
+  --json            one JSON object per line on stdout for each event; the log and
+                    the app's output go to stderr
   --                everything after it is passed to the app as arguments
 
 signals:
@@ -69,6 +84,12 @@ class Options:
         self.color = None     # --color, when given
         self.overrides = []   # [(dotted_key, raw string)] in command-line order
         self.app_args = []
+        self.run_command = None  # `run CMD ARGS`: the app's command line
+        self.once = False
+        self.json = False
+        self.ready_url = None
+        self.ready_after_s = 2.0
+        self.ready_timeout_s = 60.0
 
 
 def parse_args(argv):
@@ -86,6 +107,14 @@ def parse_args(argv):
             if arg == "init" and not opts.init and not opts.app_args:
                 opts.init = True
                 continue
+            if arg == "run" and not opts.init:
+                command = args[i:]
+                if command[:1] == ["--"]:
+                    command = command[1:]
+                if not command:
+                    raise UsageError("run needs the app's command, e.g. `air_std run python app.py`")
+                opts.run_command = command
+                break
             if opts.init:
                 raise UsageError("init takes no arguments, got %r" % arg)
             # Like Air (Go's flag package): the first non-flag argument ends the
@@ -102,6 +131,20 @@ def parse_args(argv):
             opts.debug = True
         elif name == "print-config":
             opts.print_config = True
+        elif name == "once":
+            opts.once = True
+        elif name == "json":
+            opts.json = True
+        elif name in ("ready-url", "ready-after", "ready-timeout"):
+            if not eq:
+                if i >= len(args):
+                    raise UsageError("--%s needs a value" % name)
+                value = args[i]
+                i += 1
+            if name == "ready-url":
+                opts.ready_url = _url(value)
+            else:
+                setattr(opts, name.replace("-", "_") + "_s", _seconds(name, value))
         elif name == "color":
             if not eq:
                 if i >= len(args):
@@ -134,6 +177,36 @@ def parse_args(argv):
                     raise UsageError("--%s needs a value" % name)
             opts.overrides.append((name, value))
     return opts
+
+
+def _url(value):
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # ValueError for a port out of range or not a number
+    except ValueError:
+        ok = False
+    if not ok or any(c.isspace() for c in value):
+        raise UsageError("--ready-url: expected an http:// or https:// URL such as "
+                         "http://127.0.0.1:8000/health, got %r" % value)
+    return value
+
+
+def _seconds(name, value):
+    """A positive number of seconds, or a Go duration ("90s", "2m")."""
+    from air_std import kinds
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = kinds.parse_go_duration(value.strip(), "--" + name) / 1e9
+        except AirError:
+            seconds = -1.0
+    if not 0 < seconds <= 86400:
+        raise UsageError("--%s: expected a number of seconds above 0 (or a duration like "
+                         "'90s', '2m'), at most a day, got %r" % (name, value))
+    return seconds
 
 
 def _print_help():
@@ -193,6 +266,8 @@ def _run(opts):
         return _init()
     from air_std import config
     cfg = config.load_config(opts.config_file, opts.overrides)
+    if opts.run_command is not None:
+        cfg = _run_config(cfg, opts)
     from air_std import log
     for warning in cfg.warnings + tuple(log.unknown_colours(cfg)):
         sys.stderr.write("air_std: warning: %s\n" % warning)
@@ -202,13 +277,48 @@ def _run(opts):
         sys.stdout.flush()
         return 0
     log.setup_from_config(cfg, opts.debug, colour_mode=opts.color)
+    if opts.json:
+        from air_std import events
+        try:
+            events.enable(sys.stdout.fileno())
+        except (AttributeError, ValueError, OSError):  # started with stdout closed
+            raise UsageError("--json writes its events to stdout, which is closed; "
+                             "redirect it (> events.jsonl) or leave --json out")
+    once = None
+    if opts.once:
+        from air_std.once import Once
+        once = Once(opts.ready_url, opts.ready_after_s, opts.ready_timeout_s, cfg.proxy.app_port)
     from air_std import engine
-    return engine.run(cfg, app_args=opts.app_args)
+    return engine.run(cfg, app_args=opts.app_args, once=once)
+
+
+def _run_config(cfg, opts):
+    """`run CMD`: with no config file, the run defaults under the user's overrides."""
+    from air_std import config, run_command
+    if cfg.config_path is None:
+        overrides = run_command.run_overrides(opts.run_command) + list(opts.overrides)
+        cfg = config.load_config(opts.config_file, overrides)
+    return run_command.apply_command(cfg, opts.run_command)
+
+
+def _fill_standard_fds():
+    """Started with stdin, stdout or stderr closed (`>&-`): put /dev/null there, or the
+    next pipe air_std opens (the engine's self-pipe) would take the number, and the
+    app's output copied to "stdout" would land in it."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def main(argv=None):
     """Entry point of `air-std`, `python -m air_std` and the zipapp; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    _fill_standard_fds()
     try:
         catch_early_signals()  # again for the `air-std` script, which starts here
         return _run(parse_args(argv))

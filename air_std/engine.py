@@ -19,6 +19,12 @@ rules (stops a running rule command), runner (cancels a build, stops the
 app, runs post_cmd, bounded), proxy (subscribers closed, server shut down).
 Then tmp cleanup (only with clean_on_exit, only what air_std made), a last
 sweep of any descendant, and a report of any thread that did not end.
+
+Under --once (once.py) there is no watcher and no rules part: the runner
+builds and starts the app once and, when it knows the result, wakes the
+main thread through the same self-pipe; the shutdown sequence is the same
+and the exit code is the result's (128 + N after a stop signal N). tmp_dir
+is created only when a build may write there (some pre_cmd or cmd).
 """
 
 import errno
@@ -31,7 +37,7 @@ import sys
 import threading
 import time
 
-from air_std import early_signals, log as airlog, process, version_line, waitio
+from air_std import early_signals, events, log as airlog, process, version_line, waitio
 from air_std.errors import AirError
 
 log = logging.getLogger("air_std.main")
@@ -77,6 +83,11 @@ _FORCING = _numbers(FORCE_SIGNALS)
 _RESTARTING = _numbers(RESTART_SIGNALS)
 
 
+def once_codes():
+    from air_std.once import EXIT_CODES
+    return EXIT_CODES
+
+
 def handled_signals():
     """Every signal air_std installs its handler for, in number order."""
     left = _numbers(LEFT_ALONE)
@@ -93,17 +104,20 @@ def signal_name(number):
         return "signal %d" % number
 
 
-def run(cfg, app_args=()):
-    """Run until a signal; return the exit code (0 after a clean stop)."""
-    return Engine(cfg, app_args).run()
+def run(cfg, app_args=(), once=None):
+    """Run until a signal (or, with once, until the app is ready or failed); return
+    the exit code (0 after a clean stop; once.py's codes; 128+N after signal N under --once)."""
+    return Engine(cfg, app_args, once).run()
 
 
 class Engine:
     """One run of air_std; `run()` on the main thread returns the exit code."""
 
-    def __init__(self, cfg, app_args=()):
+    def __init__(self, cfg, app_args=(), once=None):
         self.cfg = cfg
         self.app_args = list(app_args)
+        self.once = once  # once.Once under --once: no watcher, the run ends by itself
+        self._stop_signal = None
         self.shutdown = threading.Event()
         self.force = threading.Event()
         self.crashed = []
@@ -188,6 +202,7 @@ class Engine:
         now = time.monotonic()
         if self._first_signal_at is None:
             self._first_signal_at = now
+            self._stop_signal = min(signals)
             self._stop_reason = signal_name(min(signals))
         second = self.shutdown.is_set() and now - self._first_signal_at >= SECOND_SIGNAL_AFTER_S
         if second or signals & _FORCING:
@@ -219,16 +234,19 @@ class Engine:
                 self._start()
             while not self.shutdown.is_set():
                 data = self._read_wakeups(1.0)
-                if self.crashed or self.failed:
+                if self.crashed or self.failed or self._once_over():
                     self.shutdown.set()
                 self._note_wakeups(data)
+            if self._once_over() and self._stop_signal is None:
+                self._stop_reason = "--once: %s" % once_codes()[self.once.code]
             if not self.crashed and not self.failed:
                 log.info("shutting down (%s)", self._stop_reason)
         finally:
             # also on AirError from _start (port in use...): nothing may be left running
             self.shutdown.set()
             self._stop_parts()
-        code = 1 if self.crashed or self.failed else 0
+        code = self._exit_code()
+        events.emit("shutdown", exit_code=code, reason=self._stop_reason)
         lingering = [t.name for t in threading.enumerate()
                      if t is not threading.current_thread() and t.is_alive() and t.name.startswith("air-")]
         if lingering:
@@ -238,6 +256,26 @@ class Engine:
                 stream.flush()
             os._exit(1)
         return code
+
+    def _once_over(self):
+        return self.once is not None and self.once.code is not None
+
+    def _exit_code(self):
+        if self.crashed or self.failed:
+            return 1
+        if self._once_over() and self._stop_signal is None:
+            return self.once.code
+        if self.once is not None and self._stop_signal is not None:
+            # a CI job cancelled mid-run did not pass: the shell's 128+N
+            return 128 + self._stop_signal
+        return 0
+
+    def _once_done(self):
+        """From the runner thread: the --once run has its result."""
+        try:
+            os.write(self._wake_w, bytes([_CRASH]))
+        except (BlockingIOError, OSError, TypeError):
+            pass
 
     def _start(self):
         cfg = self.cfg
@@ -256,6 +294,8 @@ class Engine:
         proxy, watcher, rules, runner = self._make_parts()
         self.runner = runner
         runner.on_root_gone = self.part_failed
+        if self.once is not None:
+            self.once.on_done = self._once_done
         self.parts = [p for p in (watcher, rules, runner, proxy) if p is not None]
         for part in (proxy, watcher, rules, runner):
             if part is None:
@@ -277,19 +317,25 @@ class Engine:
             from air_std.proxy import LiveReloadProxy
             proxy = LiveReloadProxy(cfg.proxy)
         rules = rule_changes = None
-        if cfg.build.rules:
+        if cfg.build.rules and self.once is None:
             from air_std.rule_runner import RuleRunner
             rule_changes = queue.Queue()
             rules = RuleRunner(cfg, rule_changes, self.shutdown, force=self.force)
         changes = queue.Queue()
-        watcher = Watcher.from_config(cfg, changes, self.shutdown, rule_queue=rule_changes)
+        watcher = None
+        if self.once is None:  # --once builds and starts once: nothing to watch for
+            watcher = Watcher.from_config(cfg, changes, self.shutdown, rule_queue=rule_changes)
         runner = Runner(cfg, changes, self.shutdown, force=self.force, listener=proxy,
-                        app_args=self.app_args)
+                        app_args=self.app_args, once=self.once)
         return proxy, watcher, rules, runner
 
     def _make_tmp(self):
         cfg = self.cfg
         if os.path.isdir(cfg.tmp_path):
+            return
+        if not cfg.build.cmd.strip() and not any(c.strip() for c in cfg.build.pre_cmd):
+            # no build to put anything there (`run`, a read-only tree), and air_std's
+            # only file there is the log of a failed build: nothing to make
             return
         try:
             os.makedirs(cfg.tmp_path)

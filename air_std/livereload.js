@@ -13,7 +13,9 @@
  * data-air-gen attribute the proxy puts on this script's tag.
  * "reload" reloads the page; "build-failed" shows an overlay with the command,
  * output and error, built from text nodes only (build output is untrusted text:
- * it must never be parsed as HTML).
+ * it must never be parsed as HTML). "app-exited" (the app ended on its own: a
+ * crash at import, a port already taken) shows the same overlay with its exit
+ * status and the last lines of its output; the next start's reload removes it.
  *
  * For tests and curious apps: window.__airStd holds {mode, state, events};
  * <html data-air-std="..."> mirrors the connection state; every message is also
@@ -43,7 +45,7 @@
         setTimeout(open, delay);
         delay = Math.min(delay * 2, 10000);
       };
-      ["hello", "reload", "build-failed"].forEach(function (type) {
+      ["hello", "reload", "build-failed", "app-exited"].forEach(function (type) {
         source.addEventListener(type, function (e) { onMessage(type, e.data); });
       });
     }
@@ -81,7 +83,7 @@
       if (type === "hello") {
         lastHello = msg;
       } else {
-        lastFailure = type === "build-failed" ? msg : null;
+        lastFailure = type === "build-failed" || type === "app-exited" ? msg : null;
       }
       broadcast(msg);
     }, function (now) {
@@ -151,14 +153,14 @@
     }
   }
 
-  function showOverlay(info) {
+  function showOverlay(info, title) {
     removeOverlay();
     var box = element("div", undefined,
       "position:fixed;inset:0;top:0;left:0;right:0;bottom:0;z-index:2147483647;overflow:auto;" +
       "background:rgba(20,20,20,.92);color:#eee;font:14px/1.4 ui-monospace,monospace;padding:24px");
     box.id = OVERLAY_ID;
     box.setAttribute("role", "alertdialog");
-    box.appendChild(element("h2", "Build failed", "margin:0 0 12px;color:#ff6b6b;font:bold 20px sans-serif"));
+    box.appendChild(element("h2", title, "margin:0 0 12px;color:#ff6b6b;font:bold 20px sans-serif"));
     [["Command", info.command], ["Error", info.error], ["Output", info.output]].forEach(function (part) {
       if (part[1] === undefined || part[1] === null || part[1] === "") {
         return;
@@ -204,7 +206,15 @@
       } catch (err) {
         info = {output: data};
       }
-      showOverlay(info);
+      showOverlay(info, "Build failed");
+    } else if (type === "app-exited") {
+      var crash;
+      try {
+        crash = JSON.parse(data);
+      } catch (err) {
+        crash = {output: data};
+      }
+      showOverlay(crash, "App exited");
     }
   }
 

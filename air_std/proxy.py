@@ -40,6 +40,7 @@ import socket
 import threading
 import time
 
+from air_std import events
 from air_std.broadcast import Event, Subscribers
 from air_std.errors import ProxyError
 from air_std.messages import STOP
@@ -188,6 +189,16 @@ class LiveReloadProxy(Part):
         n = self.subscribers.publish(event)
         log.debug("build failure sent to %d page(s)", n)
 
+    def app_exited(self, error, output):
+        """The app ended on its own (crash at import, port taken): show it over every
+        open page at once, and on the 502 page of requests from now on, without
+        waiting app_start_timeout for an app known to be dead. The next start
+        clears it (app_started) and its reload removes the overlay."""
+        event = Event("app-exited", json.dumps({"error": error, "output": output}))
+        self.last_failure = event
+        n = self.subscribers.publish(event)
+        log.debug("app exit sent to %d page(s)", n)
+
     def app_accepts(self, timeout=0.25):
         """True if something accepts TCP connections on app_port now."""
         try:
@@ -228,3 +239,6 @@ class LiveReloadProxy(Part):
             n = self.subscribers.publish(
                 Event("reload", json.dumps({"reason": reason, "gen": self.generation})))
             log.debug("reload sent to %d page(s)", n)
+            if reason == "app-ready":
+                events.emit_first("app_ready", port=self.app_port)
+            events.emit("reload_sent", subscribers=n, reason=reason)

@@ -95,7 +95,15 @@ class OwnPages:
             self.close_connection = True
             self._reply(502, ("bad gateway: %s\n" % line).encode("utf-8"))
             return
-        if after_failure:  # the runner logged the failure; nothing to add to the log
+        detail = ""
+        failure = self.proxy.last_failure
+        if after_failure and failure is not None and failure.name == "app-exited":
+            # the app is known to be dead: say how it ended, with its last words, as text
+            info = json.loads(failure.data)
+            line = ("the app on %s:%d exited (%s); the page reloads when it runs again"
+                    % (APP_HOST, self.proxy.app_port, info.get("error", "")))
+            detail = "<pre>%s</pre>" % html.escape(info.get("output", ""))
+        elif after_failure:  # the runner logged the failure; nothing to add to the log
             line = ("the last build failed: the app on %s:%d is stopped until a build succeeds"
                     % (APP_HOST, self.proxy.app_port))
         else:
@@ -110,7 +118,7 @@ class OwnPages:
         # after a POST, reloading would send it again: the page loads its address with GET
         again = "location.reload()" if self.command in ("GET", "HEAD") else \
             'location.replace(location.href.split("#")[0])'
-        page = _DOWN_PAGE % {"line": html.escape(line), "again": again,
+        page = _DOWN_PAGE % {"line": html.escape(line), "again": again, "detail": detail,
                              "tag": script_tag(self.proxy.generation, self.command or "GET").decode("ascii")}
         self._reply(502, page.encode("utf-8"), "text/html; charset=utf-8")
 
@@ -160,10 +168,12 @@ class OwnPages:
 
 _DOWN_PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>502 app not reachable</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;margin:3em;color:#222}code{background:#eee;padding:2px 4px}</style>
+<style>body{font:16px/1.5 system-ui,sans-serif;margin:3em;color:#222}code{background:#eee;padding:2px 4px}
+pre{background:#eee;padding:8px;white-space:pre-wrap;word-break:break-word}</style>
 </head><body>
 <h1>502: app not reachable</h1>
 <p><code>%(line)s</code></p>
+%(detail)s
 <p>This page reloads itself as soon as the app answers.</p>
 <script>
 (function () {

@@ -16,6 +16,10 @@ debounce again. A RestartNow on the queue (SIGUSR1, through the engine) is a
 change that is due at once. Shutdown (the shared Event, or STOP on the queue) cancels a
 build and stops the app before the thread ends.
 
+Under --once (once.py) there is no loop: one build, one app start, then
+bounded readiness checks until the app is ready, exits or times out; the
+result goes to the engine, which stops everything with its exit code.
+
 The project root is checked on every turn of the loop (one stat) and before
 every build: once it is gone (deleted, moved away) nothing can be built or
 started there, so the runner says so in one line, ends (stopping the app)
@@ -29,12 +33,13 @@ import queue
 import stat
 import threading
 
-from air_std import log as airlog, process
+from air_std import events, log as airlog, process
 from air_std.app import App
 from air_std.build import BuildCancelled, Builder
 from air_std.buildoutput import StrayPipes
 from air_std.debounce import Debouncer
 from air_std.messages import STOP, ChangeBatch, RestartNow
+from air_std.once import APP_EXITED, BUILD_FAILED, CHECK_EVERY_S, NOT_READY, OK
 from air_std.part import Part
 from air_std.postcmd import POST_CMD_GRACE_S, POST_CMD_TIMEOUT_S, post_commands, run_post_cmd
 
@@ -45,12 +50,17 @@ main_log = logging.getLogger("air_std.main")
 # of what a build left running, and how often a build checks for a newer change
 # while its output is quiet.
 TICK_S = 0.1
+# How many of the last lines of a crashed app's output the log repeats.
+LOG_TAIL_LINES = 20
 # With nothing to watch, the loop still wakes this often (the queue wakes it first).
 IDLE_WAIT_S = 1.0
 
 
 class NullListener:
     def app_started(self):
+        pass
+
+    def app_exited(self, error, output):
         pass
 
     def build_failed(self, command, output, error):
@@ -66,7 +76,7 @@ class Runner(Part):
     """
 
     def __init__(self, cfg, inbox, shutdown, force=None, listener=None, app_args=(),
-                 on_crash=None):
+                 on_crash=None, once=None):
         super().__init__("air-runner", shutdown, on_crash)
         self.cfg = cfg
         self.inbox = inbox
@@ -77,7 +87,14 @@ class Runner(Part):
         self.strays = StrayPipes()
         self.builder = Builder(cfg, self.force, self.strays, tick_s=TICK_S)
         self.app_life = App(cfg, self.stop_event, self.force, app_args,
-                            on_started=self.listener.app_started, tick_s=TICK_S)
+                            on_started=self.listener.app_started, tick_s=TICK_S,
+                            on_exited=self._app_exited)
+        self.last_exit = None  # (returncode or None, output tail) of the last app that ended on its own
+        self._ready_probe = None  # --json, no proxy, app_port set: watches for the app's first accept
+        if events.enabled() and once is None and listener is None and cfg.proxy.app_port:
+            from air_std.once import Once
+            self._ready_probe = Once(app_port=cfg.proxy.app_port)
+        self.once = once  # once.Once under --once: build, start, wait for ready, end
         self.on_root_gone = None  # callable(name), set by the engine
         self.root_lost = False
 
@@ -109,6 +126,9 @@ class Runner(Part):
     # --- thread body ---
     def run(self):
         try:
+            if self.once is not None:
+                self._run_once()
+                return
             self._build_and_run([])
             while not self.should_stop:
                 self._wait_for_work()
@@ -146,8 +166,87 @@ class Runner(Part):
             self._restart_why = item.why
             self.changes.request_now()
 
+    # --- --once ---
+    def _run_once(self):
+        """Build, start the app, wait until it is ready or ends; tell `once` the
+        exit code. The caller's finally stops the app and runs post_cmd."""
+        once = self.once
+        once.begin()
+        if once.port_taken():
+            # the check would find that program ready, whatever the app does
+            main_log.error("--once: 127.0.0.1:%d (proxy.app_port) already accepts connections before "
+                           "the app started: another program holds it; stop it or set proxy.app_port "
+                           "to the app's port (exit %d)", once.app_port, NOT_READY)
+            once.finish(NOT_READY)
+            return
+        try:
+            ok = self.builder.run(lambda: self.should_stop or once.timed_out())
+        except BuildCancelled:
+            if not self.should_stop:
+                main_log.error("--once: the build was still running after --ready-timeout %gs",
+                               once.ready_timeout_s)
+                once.finish(NOT_READY)
+            return
+        if self.should_stop:
+            return
+        if not ok:
+            main_log.error("--once: the build failed; stopping (exit %d)", BUILD_FAILED)
+            once.finish(BUILD_FAILED)
+            return
+        self.app_life.cancel_rerun()
+        started_at = once.clock()
+        if not self.app_life.start():
+            if not self.should_stop:
+                main_log.error("--once: the app did not start; stopping (exit %d)", APP_EXITED)
+                once.finish(APP_EXITED)
+            return
+        self._wait_ready(once, started_at)
+
+    def _wait_ready(self, once, started_at):
+        while not self.should_stop:
+            self.app_life.check()
+            self.app_life.cancel_rerun()  # the run ends here: build.rerun does not apply
+            if self.last_exit is not None:
+                main_log.error("--once: the app exited before it was ready; stopping (exit %d)",
+                               APP_EXITED)
+                once.finish(APP_EXITED)
+                return
+            if once.ready(started_at):
+                took = once.clock() - started_at
+                main_log.info("--once: ready (%s) %.2fs after the start; stopping", once.describe(), took)
+                events.emit_first("app_ready", pid=self.app.pid if self.app else None,
+                                  after=round(took, 3), check=once.describe())
+                once.finish(OK)
+                return
+            if once.timed_out():
+                main_log.error("--once: not ready within --ready-timeout %gs (waited until %s); "
+                               "stopping (exit %d)", once.ready_timeout_s, once.describe(), NOT_READY)
+                once.finish(NOT_READY)
+                return
+            self.stop_event.wait(CHECK_EVERY_S)
+
     def _check_app(self):
         self.app_life.check()
+        if self._ready_probe is not None and self.app is not None and self._ready_probe.ready(0):
+            # --json without the proxy (whose notifier tells it otherwise): the first accept
+            self._ready_probe = None
+            events.emit_first("app_ready", port=self.cfg.proxy.app_port, pid=self.app.pid)
+
+    def _app_exited(self, code, output):
+        """The app ended on its own (or could not start: code None): say how, with
+        the last lines of its output, in the log, in --json and in the browser."""
+        self.last_exit = (code, output)
+        error = process.describe_exit(code) if code is not None else "could not start"
+        tail = events.tail_lines(output, LOG_TAIL_LINES)
+        if code is None:
+            pass  # App.start() said why, in one line
+        elif code == 0 or not tail:
+            log.info("app exited (%s)", error)
+        else:
+            # the main log: log.main_only must not hide a crash
+            main_log.error("app exited (%s); its last output:\n%s", error, tail)
+        events.emit("app_exited", exit_status=code, error=error, output=events.tail_lines(output))
+        self.listener.app_exited(error, events.tail_lines(output))
 
     # --- build and run ---
     def _build_and_run(self, changed):
@@ -186,8 +285,10 @@ class Runner(Part):
         more = " and %d more" % (len(names) - 3) if len(names) > 3 else ""
         if names:
             main_log.info("%s changed; rebuilding", ", ".join(names[:3]) + more)
+            events.emit("change", files=names)
         if why:
             main_log.info("restart asked for (%s); rebuilding", why)
+            events.emit("change", files=[], reason=why)
 
     def _build_until_not_cancelled(self):
         """The build's result (True: ok), built again after each cancelling

@@ -39,3 +39,13 @@ def readable(items, timeout_s):
         if events & _READY:
             ready.add(fd)
     return [item for fd, item in by_fd.items() if fd in ready]
+
+
+def writable(fd, timeout_s):
+    """True if fd can take a write (a pipe: at least one page) within timeout_s."""
+    if _poll is None:
+        return bool(select.select([], [fd], [], max(0.0, timeout_s))[1])
+    poller = _poll()
+    poller.register(fd, select.POLLOUT)
+    ms = int(math.ceil(max(0.0, timeout_s) * 1000.0))
+    return any(events & (select.POLLOUT | _READY) for _, events in poller.poll(ms))

@@ -4,12 +4,14 @@ Standard library only, so every interpreter of the test matrix can run it
 without pytest: copy examples/hello to a temporary directory, start
 `PYTHON air_std.pyz` there with free ports, check the page through the
 proxy, edit the app, check the new page, send SIGINT, and require exit 0,
-no traceback and no process left behind.
+no traceback and no process left behind. Then a CI smoke run of the same
+app (`--once --json`): exit 0 and every stdout line a JSON event.
 
 Usage: python tests/smoke_pyz.py path/to/air_std.pyz
 """
 
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -111,19 +113,45 @@ def main():
             log = f.read()
         if code != 0 or "Traceback" in log:
             raise SystemExit("smoke: FAILED: exit %s\n%s" % (code, log))
+        once = once_run(pyz, proj, env, app_port)
         deadline = time.monotonic() + 3
         while leftovers(tmp) and time.monotonic() < deadline:
             time.sleep(0.05)
         left = leftovers(tmp)
         if left:
             raise SystemExit("smoke: FAILED: processes left behind: %r" % left)
-        print("smoke: ok on Python %s (first page %.2fs, edit to new page %.2fs)"
-              % (sys.version.split()[0], first, restart))
+        print("smoke: ok on Python %s (first page %.2fs, edit to new page %.2fs, --once %.2fs)"
+              % (sys.version.split()[0], first, restart, once))
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def once_run(pyz, proj, env, app_port):
+    """`--once --json` on the example: exit 0, events parsed, the last one shutdown."""
+    t0 = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, pyz, "--once", "--json", "--proxy.enabled", "false",
+             "--proxy.app_port", str(app_port), "--build.entrypoint", sys.executable + ",main.py",
+             "--build.cmd", sys.executable + " -m py_compile main.py"],
+            cwd=proj, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, timeout=60, start_new_session=True)
+    except subprocess.TimeoutExpired:
+        raise SystemExit("smoke: FAILED: --once did not end within 60s")
+    took = time.monotonic() - t0
+    try:
+        events = [json.loads(line) for line in done.stdout.decode("utf-8").splitlines()]
+    except ValueError as exc:
+        raise SystemExit("smoke: FAILED: --json wrote a line that is not JSON (%s)\n%s"
+                         % (exc, done.stdout.decode("utf-8", "replace")))
+    names = [e.get("event") for e in events]
+    if done.returncode != 0 or names[-1:] != ["shutdown"] or "app_ready" not in names:
+        raise SystemExit("smoke: FAILED: --once exit %s, events %s\n%s"
+                         % (done.returncode, names, done.stderr.decode("utf-8", "replace")))
+    return took
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ unless AIR_REQUIRE_BROWSER=1 (CI), where a missing Chromium fails them.
 Scenarios: an edit reloads the page exactly once; a broken build
 shows its output as text over the page and the fix reloads it; eight tabs
 (more than the browser's six connections per host) all reload; Ctrl-C with
-the browser connected; a page's WebSocket through the proxy. The last test
+the browser connected; a page's WebSocket through the proxy; an app that
+dies at start shows its status and traceback as text at once, on open pages
+and on pages opened after, and its next good start reloads them. The last test
 holds a reloaded page's live-reload script (DevTools Fetch interception) to
 put a second restart in the window where the page has no event stream yet.
 """
@@ -442,3 +444,54 @@ def test_a_page_rendered_by_a_post_reloads_with_a_get(start_hello, browser):
     assert len(hello.beacons("post")) == 1, "the reload sent the POST again:\n" + hello.debug(browser)
     assert tab.evaluate("location.href") == url
     hello.stop()
+
+
+CRASH_LINE = ('raise RuntimeError("port taken <img src=x onerror=\\"window.airPwned=1\\">'
+              '<script>window.airPwned=2</script>")\n')
+
+
+def test_app_crash_shows_at_once_as_text_and_the_next_good_start_reloads(start_hello, browser):
+    # a long app_start_timeout: an answer that waited for it would fail the test
+    hello = start_hello(["--proxy.app_start_timeout", "30000"])
+    tab = open_page(browser, hello, page="a")
+    hello.wait_loads(1, page="a", browser=browser)
+
+    # the build (a syntax check) passes; the app dies at import
+    src = (hello.dir / "main.py").read_text()
+    (hello.dir / "main.py").write_text(src.replace("import base64\n", CRASH_LINE + "import base64\n", 1))
+    text = wait_until(lambda: "RuntimeError" in overlay_text(tab) and overlay_text(tab),
+                      timeout=RELOAD_TIMEOUT, what="the app-exited overlay",
+                      output=lambda: hello.debug(browser))
+    assert "App exited" in text
+    assert "exit status 1" in text
+    assert "Traceback (most recent call last)" in text
+    assert '<img src=x onerror="window.airPwned=1">' in text  # the output as text, not markup
+    markup = "document.querySelectorAll('#air-std-overlay img, #air-std-overlay script').length"
+    assert tab.evaluate(markup) == 0
+
+    # a page opened now gets the 502 page at once (no app_start_timeout wait), with the
+    # status and the output as text, and its client shows the overlay too
+    started = time.monotonic()
+    late = open_page(browser, hello, page="late")
+    assert time.monotonic() - started < 10.0
+    body = late.evaluate("document.body.innerText")
+    assert "exited (exit status 1)" in body and "RuntimeError: port taken <img" in body
+    wait_until(lambda: "RuntimeError" in overlay_text(late), timeout=RELOAD_TIMEOUT,
+               what="the overlay on a page opened after the crash", output=lambda: hello.debug(browser))
+    assert late.evaluate("document.querySelectorAll('img').length") == 0
+
+    time.sleep(1.0)  # an injected onerror would have run by now
+    for page in (tab, late):
+        assert page.evaluate("typeof window.airPwned") == "undefined"
+
+    # the fix: the next good start reloads both pages, without the overlay
+    (hello.dir / "main.py").write_text(src.replace(GREETING, "Back after the crash"))
+    reloaded = hello.wait_loads(2, page="a", browser=browser)[1]
+    assert "Back after the crash" in reloaded["text"]
+    hello.wait_loads(1, page="late", browser=browser)
+    wait_client_state(tab, ("open",), hello, browser)
+    assert overlay_text(tab) == ""
+    # not hello.stop(): the app's own traceback is in the log, as it should be
+    hello.air.signal(signal.SIGINT)
+    assert hello.air.wait(10) == 0, hello.debug()
+    assert "Exception in thread" not in hello.air.stderr()

@@ -229,3 +229,48 @@ def test_subprocess_unknown_flag(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr == ("air_std: error: unknown option --build.exclude_dirs "
                            "(did you mean --build.exclude_dir?)\n")
+
+
+def test_parse_run_once_json_and_ready_flags():
+    opts = cli.parse_args(["--once", "--json", "--ready-url=http://127.0.0.1:8000/health",
+                           "--ready-after", "1.5", "--ready-timeout", "2m",
+                           "run", "python", "app.py", "--port", "9000", "--once"])
+    assert opts.once and opts.json
+    assert opts.ready_url == "http://127.0.0.1:8000/health"
+    assert opts.ready_after_s == 1.5 and opts.ready_timeout_s == 120.0
+    # everything after CMD is the app's, flags that look like air_std's included
+    assert opts.run_command == ["python", "app.py", "--port", "9000", "--once"]
+    assert cli.parse_args(["run", "--", "./server"]).run_command == ["./server"]
+    plain = cli.parse_args([])
+    assert (plain.once, plain.json, plain.ready_after_s, plain.ready_timeout_s) == (False, False, 2.0, 60.0)
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["run"], "run needs the app's command"),
+    (["--ready-url", "ftp://x/"], "--ready-url: expected an http:// or https:// URL"),
+    (["--ready-url", "http://:80/"], "--ready-url: expected"),
+    (["--ready-url", "http://h:99999/"], "--ready-url: expected"),
+    (["--ready-timeout", "0"], "--ready-timeout: expected a number of seconds above 0"),
+    (["--ready-timeout", "nan"], "--ready-timeout: expected"),
+    (["--ready-after", "2 days"], "--ready-after: expected"),
+    (["--ready-timeout"], "--ready-timeout needs a value"),
+])
+def test_parse_errors_of_the_ci_flags(argv, expect):
+    with pytest.raises(cli.UsageError) as err:
+        cli.parse_args(argv)
+    assert expect in str(err.value) and "\n" not in str(err.value)
+
+
+def test_print_config_of_run_without_a_config_shows_the_python_watch_set(in_tmp, capsys):
+    assert cli.main(["--print-config", "run", sys.executable, "app.py"]) == 0
+    build = json.loads(capsys.readouterr().out)["build"]
+    assert build["cmd"] == "" and build["entrypoint"] == [sys.executable, "app.py"]
+    assert {"py", "html", "css", "js", "toml", "yaml", "json"} <= set(build["include_ext"])
+    assert build["include_file"] == [".env"] and "__pycache__" in build["exclude_dir"]
+    assert os.listdir(str(in_tmp)) == []  # nothing written
+
+
+def test_print_config_of_run_with_another_program_keeps_airs_watch_set(in_tmp, capsys):
+    assert cli.main(["--print-config", "run", "/bin/sh", "-c", "exec ./server"]) == 0
+    build = json.loads(capsys.readouterr().out)["build"]
+    assert build["include_ext"] == ["go", "tpl", "tmpl", "html"] and build["cmd"] == ""

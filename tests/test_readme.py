@@ -10,7 +10,8 @@ from conftest import REPO
 
 # Air's command line (main.go, and one dotted flag per key: runner/flag.go),
 # plus air_std's own flags.
-FLAGS = ("-c", "-d", "-v", "--color", "init", "-h", "--<key>", "ARGS", "--print-config")
+FLAGS = ("-c", "-d", "-v", "--color", "init", "-h", "--<key>", "ARGS", "--print-config",
+         "run", "--once", "--ready-url", "--ready-after", "--ready-timeout", "--json")
 VERDICTS = ("same", "differs", "air_std's own")
 
 

@@ -1,0 +1,115 @@
+"""The app's output: copied to air_std's own stdout/stderr, its tail kept.
+
+Thread "air-app-output", one per app start, started and stopped by app.py
+(runner thread). Like Air (startCmd pipes the app's stdout and stderr and
+copies them), the app writes into two pipes; this thread copies every chunk
+as it arrives, unchanged, to air_std's stdout and stderr (both to stderr
+under --json, whose stdout carries only events), and keeps the last
+TAIL_BYTES of the two, in the order they were read, so that a crash can be
+shown with its traceback: in the log, in --json's `app_exited` and in the
+browser's overlay.
+
+The loop waits in poll() with a short timeout and ends at end of file on
+both pipes or when asked to stop (the app was stopped: whatever a daemon it
+left still writes is no longer read), so it never outlives the app's stop by
+more than STOP_WAIT_S. Writes wait for room with the same timeout: a stalled
+reader of air_std's output slows the app (as it did when the app wrote to it
+directly) but cannot keep this thread alive past its stop.
+"""
+
+import os
+import stat
+import threading
+
+from air_std import waitio
+from air_std.buildoutput import READ_SIZE
+from air_std.part import guarded
+
+__all__ = ["AppOutput", "TAIL_BYTES"]
+
+TAIL_BYTES = 32 * 1024
+TICK_S = 0.1
+# A pipe that polls writable has room for one page at least: a piece this big never blocks.
+WRITE_PIECE = 4096
+# After the app exited, how long its last words may take to arrive (a
+# process it left running may hold the pipes open for ever).
+STOP_WAIT_S = 0.5
+
+
+class AppOutput:
+    """Copies one app's stdout and stderr pipes (file objects) to out_fd and err_fd."""
+
+    def __init__(self, stdout, stderr, out_fd, err_fd):
+        self._targets = {stdout: out_fd, stderr: err_fd}
+        self._tail = bytearray()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._is_file = {}  # target fd -> is it a regular file (written without waiting)
+        self._thread = threading.Thread(target=guarded, args=("air-app-output", self._run),
+                                        name="air-app-output")
+
+    def start(self):
+        self._thread.start()
+
+    def _run(self):
+        open_pipes = dict(self._targets)
+        try:
+            while open_pipes and not self._stop.is_set():
+                for pipe in waitio.readable(list(open_pipes), TICK_S):
+                    chunk = os.read(pipe.fileno(), READ_SIZE)
+                    if not chunk:
+                        del open_pipes[pipe]
+                        continue
+                    self._keep(chunk)
+                    self._write_all(open_pipes[pipe], chunk)
+        finally:
+            for pipe in self._targets:
+                pipe.close()
+
+    def _keep(self, chunk):
+        with self._lock:
+            self._tail += chunk
+            if len(self._tail) > TAIL_BYTES:
+                del self._tail[:-TAIL_BYTES]
+
+    def tail(self):
+        """The last output read so far, as text (from a whole line on when cut)."""
+        with self._lock:
+            data = bytes(self._tail)
+        if len(data) >= TAIL_BYTES:
+            data = data[data.find(b"\n") + 1:]
+        return data.decode("utf-8", "replace")
+
+    def settle(self, timeout=STOP_WAIT_S):
+        """Wait up to timeout for the end of both pipes (the app's last words) and
+        return the tail; reading goes on if something it left still holds them."""
+        self._thread.join(timeout)
+        return self.tail()
+
+    def finish(self, timeout=STOP_WAIT_S):
+        """settle(), then stop reading; returns the tail. Called once the app and
+        what it left running were stopped."""
+        self.settle(timeout)
+        self._stop.set()
+        self._thread.join(TICK_S * 5)
+        return self.tail()
+
+    def _write_all(self, fd, data):
+        """Write data to fd, in pieces a ready pipe takes without blocking, so that a
+        reader of air_std's output that stalls can hold this thread only until stop."""
+        view = memoryview(data)
+        try:
+            if self._is_file.get(fd) is None:
+                self._is_file[fd] = stat.S_ISREG(os.fstat(fd).st_mode)
+            if self._is_file[fd]:  # a file never makes a writer wait for a reader
+                while view:
+                    view = view[os.write(fd, view):]
+                return
+            while view:
+                if not waitio.writable(fd, TICK_S):
+                    if self._stop.is_set():
+                        return  # stopping, and nobody reads: the rest is dropped
+                    continue
+                view = view[os.write(fd, view[:WRITE_PIECE]):]
+        except OSError:  # our own stdout is gone (closed terminal): keep draining the app
+            pass
