@@ -277,11 +277,13 @@ class Engine:
             from air_std.proxy import LiveReloadProxy
             proxy = LiveReloadProxy(cfg.proxy)
         rules = rule_changes = None
+        changes = queue.Queue()
         if cfg.build.rules:
             from air_std.rule_runner import RuleRunner
             rule_changes = queue.Queue()
-            rules = RuleRunner(cfg, rule_changes, self.shutdown, force=self.force)
-        changes = queue.Queue()
+            # the runner's queue carries a rule's `restart = true` (RestartApp)
+            rules = RuleRunner(cfg, rule_changes, self.shutdown, force=self.force,
+                               runner_inbox=changes, proxy=proxy)
         watcher = Watcher.from_config(cfg, changes, self.shutdown, rule_queue=rule_changes)
         runner = Runner(cfg, changes, self.shutdown, force=self.force, listener=proxy,
                         app_args=self.app_args)
