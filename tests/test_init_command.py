@@ -228,3 +228,36 @@ def test_init_on_a_script_runs_it_with_no_build_and_no_traceback(tmp_path, run_a
     written = sorted(p.name for p in proj.iterdir())
     assert written == [".air.toml", "tmp", "tool.py"], written   # tmp_dir: air_std's own
     assert list((proj / "tmp").iterdir()) == []
+
+
+# What `init` writes for a project like each quick start of the README
+# (examples/quickstart/<kind>/.air.toml) and the keys that must agree.
+QUICKSTART_PROJECTS = {
+    "flask": {"app.py": "from flask import Flask\napp = Flask(__name__)\n", "static/site.css": ""},
+    "django": {"manage.py": "", "blog/__init__.py": "", "blog/static/blog.css": ""},
+    "fastapi": {"main.py": "from fastapi import FastAPI\nfrom fastapi.staticfiles import StaticFiles\n"
+                           "app = FastAPI()\napp.mount('/static', StaticFiles(directory='static'))\n",
+                "static/app.js": ""},
+}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("kind", sorted(QUICKSTART_PROJECTS))
+def test_the_readme_quick_start_loads_and_matches_init(tmp_path, run_air, kind):
+    import json
+    import shutil
+    from conftest import REPO
+    quick = tmp_path / "quick"
+    quick.mkdir()
+    shutil.copy(str(REPO / "examples" / "quickstart" / kind / ".air.toml"), str(quick / ".air.toml"))
+    shown = run_air(["--print-config"], quick)
+    assert shown.wait(15) == 0 and shown.stderr() == "", shown.output()
+    quick_cfg = json.loads(shown.stdout())
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    write_files(proj, QUICKSTART_PROJECTS[kind])
+    said, init_cfg = init_then_print_config(run_air, proj)
+    for section, key in (("build", "cmd"), ("build", "entrypoint"), ("build", "delay"),
+                         ("build", "send_interrupt"), ("build", "rules"), ("proxy", "enabled"),
+                         ("proxy", "proxy_port"), ("proxy", "app_port")):
+        assert quick_cfg[section][key] == init_cfg[section][key], (kind, section, key)
