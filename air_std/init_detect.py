@@ -58,7 +58,7 @@ def detect(project_dir):
     if has("go.mod"):
         target = "."
         if not has("main.go") and has("cmd"):
-            mains = sorted(d for d in os.listdir(os.path.join(project_dir, "cmd"))
+            mains = sorted(d for d in _listdir(os.path.join(project_dir, "cmd"))
                            if has("cmd", d, "main.go"))
             if len(mains) == 1:
                 target = "./cmd/" + mains[0]
@@ -67,36 +67,44 @@ def detect(project_dir):
     for venv in (".venv", "venv"):
         if has(venv, "bin", "python"):
             python = "./%s/bin/python" % venv
-    sources = _modules(project_dir)
+    sources, scripts = _modules(project_dir)
     framework = _framework(project_dir, sources)
     # Python needs no build: `true` is the shell's command that does nothing
     # (an empty cmd would be Air's default, go build); a syntax check such as
     # compileall would write __pycache__ into the project.
     build = "true"
-    entry = _entry(project_dir, python, framework, sources)
+    entry = _entry(project_dir, python, framework, sources, scripts)
     port = PORTS.get(framework) if entry else None
     static = _static_dirs(project_dir, framework, sources) if framework else ()
     return Project("python", entry, build, framework if entry else None, port, static)
 
 
 def _modules(project_dir):
-    """{module name: source} of the .py files at the top and one package deep."""
-    found = {}
-    try:
-        names = sorted(os.listdir(project_dir))
-    except OSError:
-        return found
-    for name in names:
+    """({module name: source}, names of the top-level .py files) of the .py
+    files at the top and one package deep."""
+    found, scripts = {}, set()
+    for name in _listdir(project_dir):
         path = os.path.join(project_dir, name)
         if name.endswith(".py") and os.path.isfile(path):
             found[name[:-3]] = _read(path)
+            scripts.add(name)
         elif (os.path.isdir(path) and not name.startswith(".") and name not in _SKIP_DIRS
               and (os.path.isfile(os.path.join(path, "__init__.py"))
                    or os.path.isfile(os.path.join(path, "__main__.py")))):
-            for sub in sorted(os.listdir(path)):
+            for sub in _listdir(path):
                 if sub.endswith(".py"):
-                    found["%s.%s" % (name, sub[:-3])] = _read(os.path.join(path, sub))
-    return found
+                    module = name if sub == "__init__.py" else "%s.%s" % (name, sub[:-3])
+                    found.setdefault(module, _read(os.path.join(path, sub)))
+    return found, scripts
+
+
+def _listdir(path):
+    """Sorted names in `path`; none where it cannot be listed (init then
+    finds less, and says what it wrote)."""
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
 
 
 def _read(path):
@@ -141,7 +149,7 @@ def _dependencies(project_dir):
     for extra in _table(project, "optional-dependencies").values():
         names += _strings(extra)
     names += list(_table(_table(_table(doc, "tool"), "poetry"), "dependencies"))
-    for name in sorted(os.listdir(project_dir)) if os.path.isdir(project_dir) else ():
+    for name in _listdir(project_dir):
         if name.startswith("requirements") and name.endswith(".txt"):
             names += _read(os.path.join(project_dir, name)).splitlines()
     out = set()
@@ -161,7 +169,7 @@ def _strings(value):
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
-def _entry(project_dir, python, framework, sources):
+def _entry(project_dir, python, framework, sources, scripts):
     """The app's command, or None when no entry file exists."""
     if framework == "django":
         if not os.path.isfile(os.path.join(project_dir, "manage.py")):
@@ -170,6 +178,8 @@ def _entry(project_dir, python, framework, sources):
         return [python, "manage.py", "runserver", "--noreload", "127.0.0.1:%d" % PORTS["django"]]
     if framework in _APP_CALL:
         found = _app_object(sources, _APP_CALL[framework])
+        if found is None and framework == "flask":
+            found = _app_factory(sources)
         if found is not None:
             module, name = found
             if framework == "flask":
@@ -181,14 +191,14 @@ def _entry(project_dir, python, framework, sources):
             return [python, "-m", "uvicorn", "%s:%s" % (module, name),
                     "--host", "127.0.0.1", "--port", str(PORTS["fastapi"])]
     for name in ENTRY_NAMES:
-        if name[:-3] in sources:
+        if name in scripts:
             return [python, name]
     packages = sorted(m.split(".")[0] for m in sources if m.endswith(".__main__"))
     if packages:
         return [python, "-m", packages[0]]
-    mains = [m for m, src in sources.items() if "." not in m and "__main__" in src]
+    mains = [name for name in sorted(scripts) if "__main__" in sources[name[:-3]]]
     if len(mains) == 1:
-        return [python, mains[0] + ".py"]
+        return [python, mains[0]]
     return None
 
 
@@ -202,6 +212,15 @@ def _app_object(sources, call):
     return None
 
 
+def _app_factory(sources):
+    """(module, "app") for a module with Flask's application factory
+    (`def create_app`), which `flask --app module` finds by itself."""
+    for module in sorted(sources, key=lambda m: (m.count("."), m)):
+        if re.search(r"^def create_app\(", sources[module], re.M):
+            return module, "app"
+    return None
+
+
 def _static_dirs(project_dir, framework, sources):
     """Directories the app serves files from: the ones its code names
     (StaticFiles(directory=...), static_folder=..., STATICFILES_DIRS) that
@@ -212,7 +231,7 @@ def _static_dirs(project_dir, framework, sources):
             named.add(match.group(1))
     candidates = sorted(named) + ["static"]
     if framework == "django":
-        candidates += sorted("%s/static" % m.split(".")[0] for m in sources if "." in m)
+        candidates += ["%s/static" % d for d in _listdir(project_dir)]
     out = []
     for rel in candidates:
         rel = os.path.normpath(rel.strip("/")) if rel.strip("/") else ""

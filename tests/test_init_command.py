@@ -261,3 +261,28 @@ def test_the_readme_quick_start_loads_and_matches_init(tmp_path, run_air, kind):
                          ("build", "send_interrupt"), ("build", "rules"), ("proxy", "enabled"),
                          ("proxy", "proxy_port"), ("proxy", "app_port")):
         assert quick_cfg[section][key] == init_cfg[section][key], (kind, section, key)
+
+
+def test_a_flask_application_factory_is_found_by_flask_itself(tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "__init__.py").write_text(
+        "from flask import Flask\n\ndef create_app():\n    app = Flask(__name__)\n    return app\n")
+    (tmp_path / "wsgi.py").write_text("from site import create_app\napp2 = create_app()\n")
+    assert detect_project(str(tmp_path))[1] == [
+        "python3", "-m", "flask", "--app", "site", "run", "--no-reload", "--port", "5000"]
+
+
+@pytest.mark.parametrize("pyproject", ["not = [valid", '[project]\ndependencies = "flask"\n',
+                                       "[tool]\npoetry = 3\n"])
+def test_a_pyproject_that_says_nothing_usable_is_ignored(tmp_path, pyproject):
+    (tmp_path / "pyproject.toml").write_text(pyproject)
+    (tmp_path / "app.py").write_text("print(1)\n")
+    assert detect_project(str(tmp_path))[1] == ["python3", "app.py"]
+    assert "enabled = false" in init_template(str(tmp_path))
+
+
+def test_a_package_named_like_an_entry_file_is_not_taken_for_one(tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")
+    (tmp_path / "app" / "__main__.py").write_text("")
+    assert detect_project(str(tmp_path))[1] == ["python3", "-m", "app"]
