@@ -322,6 +322,37 @@ def test_a_rule_with_restart_restarts_the_app_without_the_main_build(tmp_path, r
     stop(air)
 
 
+@e2e
+def test_a_restart_rule_leaves_an_app_stopped_by_a_failed_build_alone(tmp_path, run_air):
+    proj, tools, out = pid_project(tmp_path, rules="""
+        [[build.rules]]
+        name = "data"
+        include_ext = ["txt"]
+        restart = true
+        delay = 50
+        """)
+    toml = proj / ".air.toml"
+    text = toml.read_text()
+    # the build fails while broken.flag exists (not a watched extension)
+    text = text.replace(' {out}/builds"\n'.format(out=out),
+                        ' {out}/builds && test ! -e broken.flag"\nstop_on_error = true\n'.format(out=out), 1)
+    toml.write_text(text)
+    air = start(run_air, proj, out)
+    wait_lines(out / "pids", 1, air, "the first app")
+    (proj / "broken.flag").write_text("")
+    (proj / "main.py").write_text("x = 1\n")
+    air.wait_for("stopping the app until a build succeeds", timeout=20)
+    (proj / "words.txt").write_text("a\n")
+    air.wait_for("[data]: not restarting the app: the last build failed", timeout=20)
+    (proj / "broken.flag").unlink()
+    (proj / "main.py").write_text("x = 2\n")
+    wait_lines(out / "pids", 2, air, "the app after the good build")
+    (proj / "words.txt").write_text("b\n")
+    wait_lines(out / "pids", 3, air, "the restart by the rule")
+    assert len(lines(out / "pids")) == 3, air.output()
+    stop(air)
+
+
 def read_sse_events(sock, want, deadline_s=20.0):
     """SSE events (name, data) read from an open stream until `want` of them
     are not "hello"; bounded by deadline_s."""
