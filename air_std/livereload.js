@@ -83,8 +83,10 @@
       var msg = {type: type, data: data};
       if (type === "hello") {
         lastHello = msg;
-      } else {
-        lastFailure = type === "build-failed" ? msg : null;
+      } else if (type === "build-failed") {
+        lastFailure = msg;
+      } else if (data.indexOf('"reason": "rule"') < 0) {
+        lastFailure = null; // an app start: the failure is over (a rule's reload starts nothing)
       }
       broadcast(msg);
     }, function (now) {
@@ -236,7 +238,7 @@
     } catch (err) { /* very old browsers: no CustomEvent constructor */ }
     if (type === "reload") {
       if (parsed(data).css === true) {
-        removeOverlay();
+        // a build failure's overlay stays: the stylesheet changed, the app did not
         swapStylesheets();
         return;
       }
