@@ -114,8 +114,8 @@ _GO = {
 }
 _PYTHON = {
     "what": "a Python project", "delay": 100,
-    "cmd_note": ("\n# None for Python: `true` does nothing (an empty cmd would be Air's default,"
-                 "\n# go build)."),
+    "cmd_note": ("\n# Python needs no build step: `true` does nothing (an empty cmd would be"
+                 "\n# Air's default, go build)."),
     "include_ext": ["py", "html", "tmpl", "tpl", "css", "js"],
     "exclude_dir": ["assets", "tmp", "vendor", "testdata", "__pycache__", ".venv", "venv", "node_modules"],
     "exclude_regex": ["_test\\.py$", "(^|/)test_[^/]*\\.py$"],
