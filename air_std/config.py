@@ -252,14 +252,27 @@ class _Loader:
                     self.warn_unknown(dotted, item, candidates)
             if not rule["name"]:
                 rule["name"] = "rule-%d" % index
-            if not rule["cmd"].strip():
-                raise ConfigError("%s: cmd is required (the command to run when a matched file changes)"
-                                  % self.label(prefix))
+            if not (rule["cmd"].strip() or rule["restart"] or rule["reload"]):
+                raise ConfigError("%s: cmd is required (the command to run when a matched file "
+                                  "changes), unless restart = true or reload = true" % self.label(prefix))
             if not (rule["include_dir"] or rule["include_ext"] or rule["include_file"]):
                 raise ConfigError("%s: needs at least one of include_dir, include_ext or include_file "
                                   "(the files that run it)" % self.label(prefix))
             kinds.compile_patterns(rule["exclude_regex"], self.label(prefix + ".exclude_regex"))
             self.rules.append(rule)
+
+    def warn_reload_without_proxy(self, proxy_on):
+        """reload = true reloads the browser through the proxy: without it the
+        rule's changes reach no page, which is said once, at load time."""
+        if proxy_on:
+            return
+        for index, rule in enumerate(self.rules):
+            if rule["reload"] and not rule["restart"]:
+                self.warnings.append(
+                    "%s: reload = true, but proxy.enabled is false: no browser is reloaded for "
+                    "this rule (%s); set proxy.enabled = true with proxy_port and app_port"
+                    % (self.label("build.rules[%d].reload" % index),
+                       "its cmd still runs" if rule["cmd"].strip() else "its files do nothing"))
 
     def apply_platform(self, platform):
         for key, (value, label) in self.platform_blocks.get(platform, {}).items():
@@ -342,6 +355,7 @@ class _Loader:
             final["build"]["exclude_regex"], self.where(regex))
         final["build"]["rules"] = self.rules
         proxy = final["proxy"]
+        self.warn_reload_without_proxy(proxy["enabled"])
         if proxy["enabled"]:
             for name in ("proxy_port", "app_port"):
                 if not proxy[name]:

@@ -317,11 +317,13 @@ class Engine:
             from air_std.proxy import LiveReloadProxy
             proxy = LiveReloadProxy(cfg.proxy)
         rules = rule_changes = None
+        changes = queue.Queue()
         if cfg.build.rules and self.once is None:
             from air_std.rule_runner import RuleRunner
             rule_changes = queue.Queue()
-            rules = RuleRunner(cfg, rule_changes, self.shutdown, force=self.force)
-        changes = queue.Queue()
+            # the runner's queue carries a rule's `restart = true` (RestartApp)
+            rules = RuleRunner(cfg, rule_changes, self.shutdown, force=self.force,
+                               runner_inbox=changes, proxy=proxy)
         watcher = None
         if self.once is None:  # --once builds and starts once: nothing to watch for
             watcher = Watcher.from_config(cfg, changes, self.shutdown, rule_queue=rule_changes)

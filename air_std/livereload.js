@@ -11,7 +11,10 @@
  * served before a restart whose reload it missed (the reload went out before
  * this page's stream connected) reloads then. Its own number comes from the
  * data-air-gen attribute the proxy puts on this script's tag.
- * "reload" reloads the page; "build-failed" shows an overlay with the command,
+ * "reload" reloads the page, except one that says css: true (a rule with
+ * reload = true whose changed files are all .css): then the page's own
+ * stylesheets are fetched again under a new URL and swapped in, so scroll
+ * position and form state stay. "build-failed" shows an overlay with the command,
  * output and error, built from text nodes only (build output is untrusted text:
  * it must never be parsed as HTML). "app-exited" (the app ended on its own: a
  * crash at import, a port already taken) shows the same overlay with its exit
@@ -82,8 +85,10 @@
       var msg = {type: type, data: data};
       if (type === "hello") {
         lastHello = msg;
-      } else {
-        lastFailure = type === "build-failed" || type === "app-exited" ? msg : null;
+      } else if (type === "build-failed" || type === "app-exited") {
+        lastFailure = msg;
+      } else if (data.indexOf('"reason": "rule"') < 0) {
+        lastFailure = null; // an app start: the failure is over (a rule's reload starts nothing)
       }
       broadcast(msg);
     }, function (now) {
@@ -128,6 +133,46 @@
         location.reload();
       }
     }
+  }
+
+  function parsed(data) {
+    try {
+      return JSON.parse(data) || {};
+    } catch (err) {
+      return {};
+    }
+  }
+
+  // Each same-origin <link rel=stylesheet> is replaced by a copy whose URL
+  // carries a fresh air_std_css parameter (the browser cache would otherwise
+  // serve the old file); the old link goes once the new one has loaded, so
+  // the page is never shown unstyled in between.
+  function swapStylesheets() {
+    var links = document.querySelectorAll('link[rel~="stylesheet"][href]');
+    Array.prototype.forEach.call(links, function (link) {
+      var url;
+      try {
+        url = new URL(link.href, location.href);
+      } catch (err) {
+        return;
+      }
+      if (url.origin !== location.origin || link.getAttribute("data-air-old")) {
+        return;
+      }
+      url.searchParams.set("air_std_css", String(Date.now()));
+      var fresh = link.cloneNode(false);
+      fresh.href = url.href;
+      link.setAttribute("data-air-old", "1");
+      var done = function () {
+        if (link.parentNode) {
+          link.parentNode.removeChild(link);
+        }
+      };
+      fresh.addEventListener("load", done);
+      fresh.addEventListener("error", done);
+      link.parentNode.insertBefore(fresh, link.nextSibling);
+    });
+    status.events.push("css-swapped");
   }
 
   function setState(state) {
@@ -194,6 +239,11 @@
       window.dispatchEvent(new CustomEvent("air-std", {detail: {type: type, data: data}}));
     } catch (err) { /* very old browsers: no CustomEvent constructor */ }
     if (type === "reload") {
+      if (parsed(data).css === true) {
+        // a build failure's overlay stays: the stylesheet changed, the app did not
+        swapStylesheets();
+        return;
+      }
       var gen = genOf(data);
       // a page served by the new app already shows it: reloading again is only noise
       if (status.gen === null || gen === null || gen > status.gen) {

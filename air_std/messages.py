@@ -1,6 +1,6 @@
 """Messages passed between threads through queues (watcher -> runner,
-watcher -> the rules part, and engine -> runner for a restart asked for by
-hand).
+watcher -> the rules part, engine -> runner for a restart asked for by
+hand, and the rules part -> runner for a rule with `restart = true`).
 
 Frozen dataclasses so a message can be shared between threads without copies,
 plus the STOP sentinel that wakes a consumer blocked in `Queue.get(timeout=...)`.
@@ -41,5 +41,15 @@ class RuleChanges:
 class RestartNow:
     """Rebuild and restart the app now, as if a file had changed (nodemon's `rs`).
     `why` names who asked ("SIGUSR1"), for the log line."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class RestartApp:
+    """Restart the app without building (a [[build.rules]] entry with
+    `restart = true`, after its command). `why` names the rule ("[name]"),
+    for the log line. The reload that follows is the app start's, as after a
+    build."""
 
     why: str

@@ -21,8 +21,9 @@ Threads:
 - "air-proxy-notify": after `app_started()`, waits until the new app accepts
   TCP connections, then publishes the reload (Air publishes at spawn time and
   leans on request retries);
-- the runner thread calls `app_started()` and `build_failed()`, which never
-  block; the main thread calls `start()` and `stop()`.
+- the runner thread calls `app_started()`, `build_failed()` and `app_exited()`, the rules
+  thread `reload_browsers()`; none of them blocks. The main thread calls
+  `start()` and `stop()`.
 
 Shutdown (`stop()`, any thread) never waits on a browser: the subscriber
 registry is closed (every SSE handler wakes with STOP), the accept loop ends,
@@ -198,6 +199,17 @@ class LiveReloadProxy(Part):
         self.last_failure = event
         n = self.subscribers.publish(event)
         log.debug("app exit sent to %d page(s)", n)
+
+    def reload_browsers(self, paths=()):
+        """Reload every open page now, the app untouched (a [[build.rules]]
+        entry with `reload = true`; the rules thread). When every path is a
+        .css file, pages swap their stylesheets instead of reloading, so
+        scroll position and form state stay. No app start number: every page
+        acts on it. Returns (pages reached, what they were told, for the log)."""
+        css = bool(paths) and all(p.lower().endswith(".css") for p in paths)
+        data = {"reason": "rule", "css": css, "paths": list(paths)}
+        n = self.subscribers.publish(Event("reload", json.dumps(data)))
+        return n, "stylesheets swapped" if css else "reload"
 
     def app_accepts(self, timeout=0.25):
         """True if something accepts TCP connections on app_port now."""

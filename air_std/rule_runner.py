@@ -15,6 +15,13 @@ filters.py); this part only runs commands. Per rule, after Air's runRule
 - at shutdown a running command is stopped like a cancelled build: SIGTERM
   to its group, CANCEL_GRACE_S, then SIGKILL (a second Ctrl-C skips the
   grace).
+air_std's own keys act once the command succeeded (or at once, without a
+cmd): `restart = true` sends RestartApp to the runner (the app restarted
+without the main build; the browser reloads after it, as after a build);
+`reload = true` alone asks the proxy to reload the browser, with the
+changed paths, so that a change of .css files only swaps stylesheets. A
+command that failed or could not start does neither: the app and the page
+keep the last good state, as for a failed build with stop_on_error.
 
 One thread for every rule, not one per rule: the engine starts and stops one
 part however many rules there are, and shutdown stops every running command
@@ -36,7 +43,7 @@ from air_std import envfile, process, proctable, waitio
 from air_std.build import CANCEL_GRACE_S, HELD_PIPE_S
 from air_std.buildoutput import READ_SIZE, LineLog, StrayPipes
 from air_std.debounce import Debouncer
-from air_std.messages import STOP, RuleChanges
+from air_std.messages import STOP, RestartApp, RuleChanges
 from air_std.part import Part
 from air_std.schema import RULE_KEY
 
@@ -67,7 +74,10 @@ class _Job:
     def __init__(self, index, rule):
         self.index = index
         self.name = rule["name"] or "rule-%d" % index
-        self.cmd = rule["cmd"]
+        self.cmd = rule["cmd"].strip()
+        self.restart = rule["restart"]
+        self.reload = rule["reload"]
+        self.changed = ()         # root-relative paths the current run is for
         self.changes = Debouncer(RULE_KEY["delay"].seconds(rule["delay"]))
         self.lines = _Prefixed(log, self.name)
         self.proc = None          # the command's Popen while it runs
@@ -85,10 +95,15 @@ class RuleRunner(Part):
     from `inbox`. stop_event is the engine's shared shutdown Event; `force`
     (a second Ctrl-C) ends the grace of a command being stopped."""
 
-    def __init__(self, cfg, inbox, shutdown, force=None, on_crash=None):
+    def __init__(self, cfg, inbox, shutdown, force=None, on_crash=None, runner_inbox=None,
+                 proxy=None):
+        """runner_inbox: the runner's queue, for `restart = true`; proxy: the
+        live-reload proxy (None when off), for `reload = true`."""
         super().__init__("air-rules", shutdown, on_crash)
         self.cfg = cfg
         self.inbox = inbox
+        self.runner_inbox = runner_inbox
+        self.proxy = proxy
         self.force = force or threading.Event()
         self.jobs = [_Job(i, rule) for i, rule in enumerate(cfg.build.rules)]
         self.strays = StrayPipes()   # output of what a command left running (`cmd &`)
@@ -152,6 +167,10 @@ class RuleRunner(Part):
         names = sorted({os.path.relpath(p, root) for p in job.changes.take()})
         more = " and %d more" % (len(names) - 3) if len(names) > 3 else ""
         job.say(logging.INFO, "%s changed", ", ".join(names[:3]) + more)
+        job.changed = tuple(names)
+        if not job.cmd:
+            self._after_cmd(job, 0)
+            return
         job.say(logging.INFO, "> %s", job.cmd)
         env = envfile.load(self.cfg.env_files, root)
         # like a build's: what the command leaves running survives restarts
@@ -196,11 +215,20 @@ class RuleRunner(Part):
         self._after_cmd(job, code)
 
     def _after_cmd(self, job, code):
-        """What follows a rule's command: its exit status (None: it could
-        not start) is logged by now, and nothing else happens. Rule keys that
-        act after the command (restarting the app without the main build,
-        reloading the browser) belong here, given the runner's inbox and the
-        proxy by the engine."""
+        """What follows a rule's command (code 0 also stands for no cmd;
+        None: it could not start): its exit status is logged by now."""
+        if not (job.restart or job.reload):
+            return
+        if code != 0:
+            job.say(logging.INFO, "not %s: the command failed",
+                    "restarting the app" if job.restart else "reloading the browser")
+            return
+        if job.restart:
+            if self.runner_inbox is not None:
+                self.runner_inbox.put(RestartApp("[%s]" % job.name))
+        elif self.proxy is not None:
+            n, what = self.proxy.reload_browsers(job.changed)
+            job.say(logging.INFO, "%s in %d page(s)", what, n)
 
     def _close_pipe(self, job):
         job.output.flush()

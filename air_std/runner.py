@@ -13,7 +13,11 @@ start, exit, rerun and stop) and postcmd.py (post_cmd at shutdown).
 Builds are cancellable: while a build command runs, the runner keeps reading
 its queue; a new change kills the build's process group and starts the
 debounce again. A RestartNow on the queue (SIGUSR1, through the engine) is a
-change that is due at once. Shutdown (the shared Event, or STOP on the queue) cancels a
+change that is due at once. A RestartApp (a [[build.rules]] entry with
+`restart = true`, through the rules part) restarts the app without a build,
+unless a build is pending or running (its restart covers it) or the last
+build failed with stop_on_error (the app stays stopped until a build
+succeeds). Shutdown (the shared Event, or STOP on the queue) cancels a
 build and stops the app before the thread ends.
 
 Under --once (once.py) there is no loop: one build, one app start, then
@@ -38,7 +42,7 @@ from air_std.app import App
 from air_std.build import BuildCancelled, Builder
 from air_std.buildoutput import StrayPipes
 from air_std.debounce import Debouncer
-from air_std.messages import STOP, ChangeBatch, RestartNow
+from air_std.messages import STOP, ChangeBatch, RestartApp, RestartNow
 from air_std.once import APP_EXITED, BUILD_FAILED, CHECK_EVERY_S, NOT_READY, OK
 from air_std.part import Part
 from air_std.postcmd import POST_CMD_GRACE_S, POST_CMD_TIMEOUT_S, post_commands, run_post_cmd
@@ -84,6 +88,8 @@ class Runner(Part):
         self.listener = listener or NullListener()
         self.changes = Debouncer(cfg.build.delay_s)
         self._restart_why = None  # who asked for the restart now pending, if any
+        self._app_restart_why = None  # a rule that asked for an app restart without a build
+        self._held_by_failure = False  # stop_on_error stopped the app after a failed build
         self.strays = StrayPipes()
         self.builder = Builder(cfg, self.force, self.strays, tick_s=TICK_S)
         self.app_life = App(cfg, self.stop_event, self.force, app_args,
@@ -136,6 +142,7 @@ class Runner(Part):
                     break
                 if self.changes.due():
                     self._build_and_run(self.changes.take())
+                self._restart_app_for_rule()
                 self._check_app()
                 self.strays.drain()
                 process.reap_orphans()
@@ -165,6 +172,23 @@ class Runner(Part):
         elif isinstance(item, RestartNow):
             self._restart_why = item.why
             self.changes.request_now()
+        elif isinstance(item, RestartApp):
+            self._app_restart_why = item.why
+
+    def _restart_app_for_rule(self):
+        """A rule's `restart = true`: the app restarted, nothing built."""
+        why, self._app_restart_why = self._app_restart_why, None
+        if why is None or self.should_stop:
+            return
+        if self.changes:
+            return  # the build that is coming restarts the app anyway
+        if self._held_by_failure:
+            main_log.info("%s: not restarting the app: the last build failed "
+                          "(build.stop_on_error = true)", why)
+            return
+        main_log.info("%s: restarting the app (no build)", why)
+        self.app_life.cancel_rerun()
+        self.app_life.restart()
 
     # --- --once ---
     def _run_once(self):
@@ -257,9 +281,11 @@ class Runner(Part):
             self._announce(changed, why)
         self.app_life.cancel_rerun()
         ok = self._build_until_not_cancelled()
+        self._app_restart_why = None  # a rule's restart asked for meanwhile: this one covers it
         if ok is None or self.should_stop:  # stopped, or the build ended just as air_std was asked to
             return
-        if not ok and self.cfg.build.stop_on_error:
+        self._held_by_failure = not ok and self.cfg.build.stop_on_error
+        if self._held_by_failure:
             self._stop_after_failure()
             return
         # stop_on_error = false: like Air, the app is restarted even after a failed

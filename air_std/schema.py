@@ -125,7 +125,9 @@ KEYS = (
 # One table of [[build.rules]] (added to Air in 2026; runner/config.go, cfgRule).
 # A rule without a name is called rule-<index>; Air's cfgRule.delay() makes a
 # delay of 0 (or none) 1000 ms. New rule keys go here, and rules.py and
-# rule_runner.py read them.
+# rule_runner.py read them. `restart` and `reload` are air_std's own: what
+# follows the rule's command (the app restarted without the main build; the
+# browser reloaded with nothing restarted); with either, cmd may be left out.
 RULE_KEYS = (
     Key("build.rules", "name", TEXT, None),
     Key("build.rules", "cmd", TEXT, ""),
@@ -134,6 +136,8 @@ RULE_KEYS = (
     Key("build.rules", "include_file", STRINGS, ()),
     Key("build.rules", "exclude_regex", STRINGS, ()),
     Key("build.rules", "delay", MILLISECONDS, 1000, unit="ms", zero="default"),
+    Key("build.rules", "restart", FLAG, False),
+    Key("build.rules", "reload", FLAG, False),
 )
 RULE_KEY = {key.name: key for key in RULE_KEYS}
 

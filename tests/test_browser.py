@@ -495,3 +495,61 @@ def test_app_crash_shows_at_once_as_text_and_the_next_good_start_reloads(start_h
     hello.air.signal(signal.SIGINT)
     assert hello.air.wait(10) == 0, hello.debug()
     assert "Exception in thread" not in hello.air.stderr()
+
+
+CSS_ROUTE = """        if self.path.startswith("/static/site.css"):  # served from disk, as static files are
+            with open(os.path.join(HERE, "static", "site.css"), encoding="utf-8") as f:
+                return self.reply(200, "text/css", f.read())
+        if self.path == "/health":"""
+CSS_RULE = """[[build.rules]]
+name = "static"
+include_dir = ["static"]
+reload = true
+delay = 50
+"""
+
+
+def add_stylesheet_and_rule(hello):
+    hello.edit("main.py", '        if self.path == "/health":', CSS_ROUTE)
+    hello.edit("templates/index.html", "<title>", '<link rel="stylesheet" href="/static/site.css"><title>')
+    (hello.dir / "static").mkdir()
+    (hello.dir / "static" / "site.css").write_text("h1 { color: rgb(1, 2, 3) }\n")
+    with open(hello.dir / ".air.toml", "a", encoding="utf-8") as f:
+        f.write("\n" + CSS_RULE)
+
+
+def heading_colour(tab):
+    try:
+        return tab.evaluate("getComputedStyle(document.getElementById('greeting')).color", timeout=2.0)
+    except BrowserError:
+        return ""
+
+
+def test_a_css_change_swaps_the_stylesheet_without_a_reload(start_hello, browser):
+    """A rule with reload = true whose change is only .css: the page keeps its
+    state (a typed value, the scroll position, a global) and gets the new
+    style; the app is not restarted and the page is not loaded again."""
+    hello = start_hello(prepare=add_stylesheet_and_rule)
+    tab = open_page(browser, hello)
+    first = hello.wait_loads(1, browser=browser)[0]
+    assert heading_colour(tab) == "rgb(1, 2, 3)"
+    tab.evaluate("""(function () {
+        var field = document.createElement("input");
+        field.id = "typed";
+        document.body.appendChild(field);
+        field.value = "kept";
+        document.body.style.minHeight = "5000px";
+        window.scrollTo(0, 1234);
+        window.airStdMarker = 42;
+    })()""")
+    (hello.dir / "static" / "site.css").write_text("h1 { color: rgb(4, 5, 6) }\n")
+    wait_until(lambda: heading_colour(tab) == "rgb(4, 5, 6)", timeout=RELOAD_TIMEOUT,
+               what="the new stylesheet in the page", output=lambda: hello.debug(browser))
+    state = tab.evaluate("[window.airStdMarker, document.getElementById('typed').value, "
+                         "window.scrollY, window.__airStd.events.indexOf('css-swapped') >= 0, "
+                         "document.querySelectorAll('link[rel=stylesheet]').length]")
+    assert state == [42, "kept", 1234, True, 1], state
+    hello.assert_quiet(1)
+    assert hello.beacons("load")[0]["pid"] == first["pid"]
+    hello.air.wait_for("[static] stylesheets swapped in 1 page(s)", timeout=5)
+    hello.stop()

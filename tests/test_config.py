@@ -343,7 +343,7 @@ def test_a_rule_delay_of_zero_is_air_s_default(tmp_path):
     # a rule built by hand gets the defaults of the keys it leaves out
     assert dict(config.BuildConfig(rules=[{"cmd": "z"}]).rules[0]) == {
         "name": "rule-0", "cmd": "z", "include_dir": (), "include_ext": (), "include_file": (),
-        "exclude_regex": (), "delay": 1000}
+        "exclude_regex": (), "delay": 1000, "restart": False, "reload": False}
 
 
 def test_include_dirs_holding_root_are_refused(tmp_path):

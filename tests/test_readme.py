@@ -52,3 +52,35 @@ def test_no_row_names_a_key_or_flag_that_does_not_exist():
             schema.flag_key(word[2:])  # ConfigError for a flag air_std does not have
             continue
         assert name in known, "README's table has a row for %s, which air_std does not know" % name
+
+
+def rules_table():
+    """{rule key: its 'compared with Air' cell} from the table under ### Rules."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n### Rules\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            first, verdict = [cell.strip() for cell in line.strip().strip("|").split("|", 2)[:2]]
+            rows[first.strip("`")] = verdict
+    return rows
+
+
+def test_every_rule_key_has_a_row_that_says_same_differs_or_its_own():
+    rows = rules_table()
+    names = [key.name for key in schema.RULE_KEYS]
+    assert sorted(rows) == sorted(names), "README's [[build.rules]] table: %s, schema: %s" % (
+        sorted(rows), sorted(names))
+    for name, verdict in rows.items():
+        assert verdict.startswith(VERDICTS), "README rule key %s: %r" % (name, verdict[:60])
+    # the keys Air does not have say so
+    assert rows["restart"] == rows["reload"] == "air_std's own"
+
+
+def test_the_quick_start_configs_are_the_files_tested_in_ci():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Python quick start\n", 1)[1].split("\n## ", 1)[0]
+    for kind in ("flask", "django", "fastapi"):
+        path = REPO / "examples" / "quickstart" / kind / ".air.toml"
+        block = "```toml\n%s```\n" % path.read_text(encoding="utf-8")
+        assert block in section, "README's quick start does not show %s as it is" % path

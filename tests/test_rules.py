@@ -241,6 +241,7 @@ def test_a_hidden_rule_include_dir_is_named_at_start(tmp_path, run_air):
     ('cmd = "make css"\n',
      ".air.toml: build.rules[0]: needs at least one of include_dir, include_ext or include_file"),
     ('include_ext = ["css"]\n', ".air.toml: build.rules[0]: cmd is required"),
+    ('include_ext = ["css"]\nrestart = "yes"\n', ".air.toml: build.rules[0].restart: "),
     ('cmd = "x"\ninclude_dir = [".."]\n', ".air.toml: build.rules[0].include_dir: '..' holds root"),
 ])
 def test_bad_rules_are_one_line_errors(tmp_path, run_air, rule, message):
@@ -251,6 +252,203 @@ def test_bad_rules_are_one_line_errors(tmp_path, run_air, rule, message):
     assert air.wait(10) == 1, air.output()
     err = air.stderr().strip()
     assert err.startswith("air_std: error: " + message) and len(err.splitlines()) == 1, err
+
+
+# ---------------------------------------------------------------- restart and reload (air_std's keys)
+
+# An app that notes its pid in the file given, then serves / on PORT (when set).
+PID_APP = textwrap.dedent('''
+    import http.server, os, signal, sys
+    with open(sys.argv[1], "a") as f:
+        f.write("%d\\n" % os.getpid())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    port = int(os.environ.get("PORT") or 0)
+    if port:
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b"<html><body>page</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            do_HEAD = do_GET
+            def log_message(self, *a):
+                pass
+        http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+    else:
+        signal.sigwait([signal.SIGINT])
+''')
+
+
+def pid_project(tmp_path, rules, proxy=""):
+    """project() with an app that notes each start's pid in out/pids."""
+    proj, tools, out = project(tmp_path, rules=rules)
+    (proj / "app.py").write_text(PID_APP)
+    toml = proj / ".air.toml"
+    text = toml.read_text().replace('"app.py"]', '"app.py", "%s"]' % (out / "pids"), 1)
+    toml.write_text(text + proxy)
+    return proj, tools, out
+
+
+@e2e
+def test_a_rule_with_restart_restarts_the_app_without_the_main_build(tmp_path, run_air):
+    proj, tools, out = pid_project(tmp_path, rules='''
+        [[build.rules]]
+        name = "data"
+        include_ext = ["txt"]
+        restart = true
+        delay = 50
+        [[build.rules]]
+        name = "broken"
+        cmd = "exit 3"
+        include_ext = ["csv"]
+        restart = true
+        delay = 50
+        ''')
+    air = start(run_air, proj, out)
+    first = wait_lines(out / "pids", 1, air, "the first app")
+    (proj / "words.txt").write_text("a\n")  # no cmd: the restart alone
+    pids = wait_lines(out / "pids", 2, air, "the app restarted by the rule")
+    assert pids[1] != first[0]
+    air.wait_for("[data]: restarting the app (no build)", timeout=10)
+    # A rule whose command fails leaves the app alone.
+    (proj / "table.csv").write_text("a,b\n")
+    air.wait_for("[broken] not restarting the app: the command failed", timeout=20)
+    (proj / "words.txt").write_text("b\n")
+    wait_lines(out / "pids", 3, air, "the second restart by the rule")
+    assert len(lines(out / "builds")) == 1, air.output()   # never the main build
+    assert rebuild_lines(air) == [], air.output()
+    stop(air)
+
+
+@e2e
+def test_a_restart_rule_leaves_an_app_stopped_by_a_failed_build_alone(tmp_path, run_air):
+    proj, tools, out = pid_project(tmp_path, rules="""
+        [[build.rules]]
+        name = "data"
+        include_ext = ["txt"]
+        restart = true
+        delay = 50
+        """)
+    toml = proj / ".air.toml"
+    text = toml.read_text()
+    # the build fails while broken.flag exists (not a watched extension)
+    text = text.replace(' {out}/builds"\n'.format(out=out),
+                        ' {out}/builds && test ! -e broken.flag"\nstop_on_error = true\n'.format(out=out), 1)
+    toml.write_text(text)
+    air = start(run_air, proj, out)
+    wait_lines(out / "pids", 1, air, "the first app")
+    (proj / "broken.flag").write_text("")
+    (proj / "main.py").write_text("x = 1\n")
+    air.wait_for("stopping the app until a build succeeds", timeout=20)
+    (proj / "words.txt").write_text("a\n")
+    air.wait_for("[data]: not restarting the app: the last build failed", timeout=20)
+    (proj / "broken.flag").unlink()
+    (proj / "main.py").write_text("x = 2\n")
+    wait_lines(out / "pids", 2, air, "the app after the good build")
+    (proj / "words.txt").write_text("b\n")
+    wait_lines(out / "pids", 3, air, "the restart by the rule")
+    assert len(lines(out / "pids")) == 3, air.output()
+    stop(air)
+
+
+def from_rule(event):
+    """A rule's reload, not the stream's hello or the app start's reload
+    (which may reach a stream opened just after the start)."""
+    return event[0] != "hello" and '"reason": "rule"' in event[1]
+
+
+def read_sse_events(sock, want, deadline_s=20.0):
+    """The rules' SSE events (name, data) read from an open stream until
+    there are `want` of them; bounded by deadline_s."""
+    import re
+    import time
+    events, buf = [], b""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        buf += chunk
+        events = [(m.group(1).decode(), m.group(2).decode())
+                  for m in re.finditer(rb"event: (\S+)\r?\ndata: ([^\r\n]*)", buf)]
+        if len([e for e in events if from_rule(e)]) >= want:
+            break
+    return [e for e in events if from_rule(e)]
+
+
+def sse_hello(sock):
+    """True once the stream's first event (hello) was read: it is registered."""
+    sock.settimeout(0.2)
+    try:
+        return b"event: hello" in sock.recv(65536)
+    except OSError:
+        return False
+
+
+def open_sse(port):
+    import socket
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"GET /__air_internal/sse HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Accept: text/event-stream\r\n\r\n")
+    return sock
+
+
+@e2e
+def test_a_rule_with_reload_reloads_the_browser_and_restarts_nothing(tmp_path, run_air):
+    import json
+    from conftest import free_port, http_get
+    app_port, proxy_port = free_port(), free_port()
+    proj, tools, out = pid_project(tmp_path, rules='''
+        [[build.rules]]
+        name = "static"
+        include_dir = ["static"]
+        reload = true
+        delay = 50
+        ''', proxy="[proxy]\nenabled = true\nproxy_port = %d\napp_port = %d\n"
+        % (proxy_port, app_port))
+    (proj / "static").mkdir()
+    air = run_air([], proj, env={"PORT": str(app_port)})
+    wait_lines(out / "pids", 1, air, "the app")
+    wait_until(lambda: http_get(proxy_port), timeout=20, what="the page through the proxy",
+               output=air.output)
+    sock = open_sse(proxy_port)
+    try:
+        wait_until(lambda: sse_hello(sock), timeout=10, what="the stream's hello")
+        (proj / "static" / "site.css").write_text("body { color: red }\n")
+        (event, data), = read_sse_events(sock, 1)
+        assert event == "reload" and json.loads(data) == {
+            "reason": "rule", "css": True, "paths": ["static/site.css"]}, data
+        air.wait_for("[static] stylesheets swapped in 1 page(s)", timeout=10)
+        (proj / "static" / "app.js").write_text("x()\n")
+        (event, data), = read_sse_events(sock, 1)
+        assert json.loads(data)["css"] is False, data
+        air.wait_for("[static] reload in 1 page(s)", timeout=10)
+    finally:
+        sock.close()
+    assert len(lines(out / "pids")) == 1 and len(lines(out / "builds")) == 1, air.output()
+    stop(air)
+
+
+@e2e
+def test_a_rule_with_only_reload_and_no_proxy_is_a_warning(tmp_path, run_air):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / ".air.toml").write_text('[[build.rules]]\ninclude_ext = ["css"]\nreload = true\n')
+    air = run_air(["--print-config"], proj)
+    assert air.wait(10) == 0, air.output()
+    warning, = [l for l in air.stderr().splitlines() if "reload" in l]
+    assert warning == ("air_std: warning: .air.toml: build.rules[0].reload: reload = true, but "
+                       "proxy.enabled is false: no browser is reloaded for this rule (its files "
+                       "do nothing); set proxy.enabled = true with proxy_port and app_port"), warning
+    import json
+    rule, = json.loads(air.stdout())["build"]["rules"]
+    assert (rule["restart"], rule["reload"], rule["cmd"]) == (False, True, "")
 
 
 # ---------------------------------------------------------------- matching, no thread

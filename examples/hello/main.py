@@ -107,9 +107,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         sys.stderr.write("hello: " + (fmt % args) + "\n")
 
 
+class Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A browser that went away mid-answer (a reload, a closed tab, a client's
+        # timeout) is normal here, not worth a traceback.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def main():
     port = int(os.environ.get("PORT", "8080"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = Server(("127.0.0.1", port), Handler)
     # air_std stops the app with SIGINT (send_interrupt = true): exit cleanly
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("hello: serving on http://127.0.0.1:%d (pid %d)" % (port, os.getpid()), flush=True)
