@@ -203,7 +203,11 @@ def _run(opts):
         return 0
     log.setup_from_config(cfg, opts.debug, colour_mode=opts.color)
     from air_std import engine
-    return engine.run(cfg, app_args=opts.app_args)
+
+    def reload_config():
+        # the same file and flags as at start; warnings are logged by the engine
+        return config.load_config(opts.config_file, opts.overrides)
+    return engine.run(cfg, app_args=opts.app_args, reload_config=reload_config)
 
 
 def main(argv=None):

@@ -1,6 +1,6 @@
 """Messages passed between threads through queues (watcher -> runner,
 watcher -> the rules part, and engine -> runner for a restart asked for by
-hand).
+hand or by an edited env file).
 
 Frozen dataclasses so a message can be shared between threads without copies,
 plus the STOP sentinel that wakes a consumer blocked in `Queue.get(timeout=...)`.
@@ -41,5 +41,13 @@ class RuleChanges:
 class RestartNow:
     """Rebuild and restart the app now, as if a file had changed (nodemon's `rs`).
     `why` names who asked ("SIGUSR1"), for the log line."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class RestartApp:
+    """Restart the app without a build: its environment changed (an env file
+    was edited), not its code. `why` names the file, for the log line."""
 
     why: str

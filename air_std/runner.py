@@ -12,8 +12,9 @@ start, exit, rerun and stop) and postcmd.py (post_cmd at shutdown).
 
 Builds are cancellable: while a build command runs, the runner keeps reading
 its queue; a new change kills the build's process group and starts the
-debounce again. A RestartNow on the queue (SIGUSR1, through the engine) is a
-change that is due at once. Shutdown (the shared Event, or STOP on the queue) cancels a
+debounce again. A RestartNow on the queue (SIGUSR1 or `r` + Enter, through
+the engine) is a change that is due at once; a RestartApp (an env file was
+edited) restarts the app with no build, unless a build is due anyway. Shutdown (the shared Event, or STOP on the queue) cancels a
 build and stops the app before the thread ends.
 
 The project root is checked on every turn of the loop (one stat) and before
@@ -34,7 +35,7 @@ from air_std.app import App
 from air_std.build import BuildCancelled, Builder
 from air_std.buildoutput import StrayPipes
 from air_std.debounce import Debouncer
-from air_std.messages import STOP, ChangeBatch, RestartNow
+from air_std.messages import STOP, ChangeBatch, RestartApp, RestartNow
 from air_std.part import Part
 from air_std.postcmd import POST_CMD_GRACE_S, POST_CMD_TIMEOUT_S, post_commands, run_post_cmd
 
@@ -74,6 +75,10 @@ class Runner(Part):
         self.listener = listener or NullListener()
         self.changes = Debouncer(cfg.build.delay_s)
         self._restart_why = None  # who asked for the restart now pending, if any
+        self._env_why = None  # an env file edited: restart the app, no build
+        # False when the engine stops this runner to start one from a reloaded
+        # config: post_cmd is for when air_std exits, not for a reload
+        self.post_cmd_at_end = True
         self.strays = StrayPipes()
         self.builder = Builder(cfg, self.force, self.strays, tick_s=TICK_S)
         self.app_life = App(cfg, self.stop_event, self.force, app_args,
@@ -106,6 +111,11 @@ class Runner(Part):
         if not self.should_stop:
             self.inbox.put(RestartNow(why))
 
+    def request_app_restart(self, why):
+        """From any thread: restart the app (no build), for a new environment."""
+        if not self.should_stop:
+            self.inbox.put(RestartApp(why))
+
     # --- thread body ---
     def run(self):
         try:
@@ -115,7 +125,10 @@ class Runner(Part):
                 if self.should_stop or self._root_gone():
                     break
                 if self.changes.due():
+                    self._env_why = None  # the restart after the build reads the env files too
                     self._build_and_run(self.changes.take())
+                elif self._env_why and not self.changes:
+                    self._restart_for_env()
                 self._check_app()
                 self.strays.drain()
                 process.reap_orphans()
@@ -124,7 +137,8 @@ class Runner(Part):
                 self.app_life.stop()
             finally:
                 self.strays.close()
-                run_post_cmd(self.cfg, self.force)
+                if self.post_cmd_at_end:
+                    run_post_cmd(self.cfg, self.force)
 
     def _wait_for_work(self):
         timeout = self.changes.wait_s(IDLE_WAIT_S)
@@ -145,6 +159,16 @@ class Runner(Part):
         elif isinstance(item, RestartNow):
             self._restart_why = item.why
             self.changes.request_now()
+        elif isinstance(item, RestartApp):
+            self._env_why = item.why
+
+    def _restart_for_env(self):
+        why, self._env_why = self._env_why, None
+        if self.builder.failure is not None and self.cfg.build.stop_on_error:
+            return  # the app waits for a build that succeeds; the new values come with it
+        main_log.info("%s changed; restarting the app (no build)", why)
+        self.app_life.cancel_rerun()
+        self.app_life.restart()
 
     def _check_app(self):
         self.app_life.check()
