@@ -150,7 +150,7 @@ class App:
         self.crashes += 1
         cap = max(delay, CRASH_DELAY_CAP_S)
         # rerun_delay = 0 still backs off: a crash loop with no pause at all is the worst case
-        delay = min(cap, max(delay, 0.25) * 2 ** (self.crashes - 1))
+        delay = min(cap, (delay or 0.25) * 2 ** (self.crashes - 1))
         main_log.warning("app crashed %d %s; waiting %.1fs before running it again "
                          "(an edit or a restart asked for runs it sooner)",
                          self.crashes, "time" if self.crashes == 1 else "times", delay)

@@ -201,6 +201,8 @@ def _run(opts):
         sys.stdout.write(json.dumps(config.config_to_dict(cfg), indent=2) + "\n")
         sys.stdout.flush()
         return 0
+    from air_std import envfile
+    envfile.check(cfg.env_files, cfg.root_path)  # a FIFO there would hang the first start
     log.setup_from_config(cfg, opts.debug, colour_mode=opts.color)
     from air_std import engine
 

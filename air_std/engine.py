@@ -327,7 +327,6 @@ class Engine:
     def _start_parts(self):
         """Build and start the parts from self.cfg, in their start order."""
         cfg = self.cfg
-        envfile.check(cfg.env_files, cfg.root_path)
         self._make_tmp()
         proxy, watcher, rules, runner = self._make_parts()
         self.runner = runner

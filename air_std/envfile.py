@@ -67,10 +67,16 @@ class NotReadable(Exception):
     """An env file that is not a regular file, or too large: the message says which."""
 
 
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
 def _check(st, full):
     if not stat.S_ISREG(st.st_mode):
-        raise NotReadable("%s is not a regular file (a FIFO, device, socket or directory); "
-                          "env_files must name regular .env files" % full)
+        what = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        raise NotReadable("%s is %s, not a regular file; env_files must name .env files"
+                          % (full, what))
     if st.st_size > MAX_ENV_BYTES:
         raise NotReadable("%s has %d bytes; an env file may have at most %d"
                           % (full, st.st_size, MAX_ENV_BYTES))
