@@ -43,6 +43,10 @@ signals:
   SIGINT (Ctrl-C), SIGTERM, SIGHUP   stop the app, run post_cmd, exit 0
   SIGQUIT (Ctrl-\\), a second Ctrl-C  kill everything now
   SIGUSR1 (kill -USR1 PID)           rebuild and restart the app now
+  r + Enter (stdin a terminal)       the same (off with build.stdin = true)
+
+while it runs, an edited env file restarts the app; an edited config file is
+loaded again (a bad edit is one error line and the running config stays)
 
 config overrides (Air's dotted flags; applied after the file):
   --build.cmd "make build"            --KEY VALUE or --KEY=VALUE, any config key
