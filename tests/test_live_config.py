@@ -130,3 +130,39 @@ def test_rerun_backs_off_a_crash_loop_and_a_long_run_resets_it(tmp_path, run_air
     assert "crashed 4 times" not in air.stderr()
     air.signal(signal.SIGINT)
     assert_clean_exit(air)
+
+
+def test_an_env_file_replaced_by_a_fifo_while_running_is_skipped_not_waited_for(tmp_path, run_air):
+    proj, port = make_project(tmp_path, top='env_files = [".env"]')
+    (proj / ".env").write_text("FROM_ENV=file\n")
+    air = run_air([], proj, env={"PORT": str(port)})
+    wait_until(lambda: serves(port, "one file"), timeout=15, what="the app", output=air.output)
+    (proj / ".env").unlink()
+    os.mkfifo(str(proj / ".env"))
+    # before the fix, the restart opened the FIFO and waited for a writer forever
+    wait_until(lambda: serves(port, "one -"), timeout=15, what="the app without the FIFO's values",
+               output=air.output)
+    assert "env file skipped: %s is a FIFO (named pipe)" % (proj / ".env") in air.stderr()
+    air.signal(signal.SIGINT)
+    assert_clean_exit(air)
+
+
+def test_a_reloaded_config_that_cannot_start_stops_air_std_in_one_line(tmp_path, run_air):
+    import socket
+    from conftest import free_port
+    app_port, first = free_port(), free_port()
+    proj, _ = make_project(tmp_path, top='[proxy]\nenabled = true\nproxy_port = %d\napp_port = %d\n'
+                           % (first, app_port))
+    config = proj / ".air.toml"
+    air = run_air([], proj, env={"PORT": str(app_port)})
+    wait_until(lambda: serves(first, "one"), timeout=15, what="the proxy", output=air.output)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        config.write_text(config.read_text().replace("proxy_port = %d" % first, "proxy_port = %d" % busy))
+        assert air.wait(15) == 1, air.output()
+    err = air.stderr()
+    assert "Traceback" not in err
+    lines = [l for l in err.splitlines() if "cannot start with the new config" in l]
+    assert len(lines) == 1 and str(busy) in lines[0], err
