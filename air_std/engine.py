@@ -294,24 +294,27 @@ class Engine:
         if banner:
             airlog.write_raw(banner)
         pid = os.getpid()
-        keys = self._make_keys()
+        self._sync_keys()
         log.info("pid %d: Ctrl-C stops; %sSIGUSR1 or kill -USR1 %d rebuilds and restarts the app",
-                 pid, "r + Enter, " if keys else "", pid)
-        if cfg.build.stdin:
-            log.info("build.stdin = true: the terminal's input goes to the app")
+                 pid, "r + Enter, " if self.keys else "", pid)
         self._start_watching_config()
-        if keys is not None:
-            keys.on_crash = self.request_shutdown
-            keys.start()
-            self.keys = keys
         self._start_parts()
 
-    def _make_keys(self):
+    def _sync_keys(self):
+        """Read r + Enter when stdin is a terminal and build.stdin is off (at
+        start, and again after a reload that changed build.stdin)."""
         from air_std import terminal
-        if self.cfg.build.stdin or not terminal.is_tty():
-            return None
-        from air_std.keys import Keys
-        return Keys(lambda: self._wake(_KEY_RESTART))
+        wanted = not self.cfg.build.stdin and terminal.is_tty()
+        if self.cfg.build.stdin:
+            log.info("build.stdin = true: the terminal's input goes to the app")
+        if wanted and self.keys is None:
+            from air_std.keys import Keys
+            self.keys = Keys(lambda: self._wake(_KEY_RESTART), on_crash=self.request_shutdown)
+            self.keys.start()
+        elif not wanted and self.keys is not None:
+            keys, self.keys = self.keys, None
+            self._step("stopping %s" % keys.name, keys.stop)
+            self._step("waiting for %s" % keys.name, lambda: self._join(keys))
 
     def _env_paths(self, cfg):
         return [os.path.join(cfg.root_path, p) for p in cfg.env_files]
@@ -412,6 +415,8 @@ class Engine:
         self.cfg = cfg
         self._generation_stop = threading.Event()
         self.config_watch.watch(self._env_paths(cfg))
+        if cfg.build.stdin != old.build.stdin:
+            self._sync_keys()
         try:
             self._start_parts()
         except Exception as exc:  # AirError (a port taken) or OSError: one line, then stop

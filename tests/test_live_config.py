@@ -72,6 +72,10 @@ def test_a_reload_restarts_the_proxy_on_its_new_port(tmp_path, run_air):
     config = proj / ".air.toml"
     air = run_air([], proj, env={"PORT": str(app_port)})
     wait_until(lambda: serves(first, "one"), timeout=15, what="the proxy", output=air.output)
+    # the same port again: the new proxy binds where the old one listened
+    config.write_text(config.read_text().replace("[build]", "[build]\nargs_bin = [\"again\"]"))
+    wait_until(lambda: serves(first, "one - again"), timeout=15, what="the proxy after a reload",
+               output=air.output)
     config.write_text(config.read_text().replace("proxy_port = %d" % first, "proxy_port = %d" % second))
     wait_until(lambda: serves(second, "one"), timeout=15, what="the proxy on its new port",
                output=air.output)
