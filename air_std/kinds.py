@@ -111,7 +111,9 @@ class Choice(Kind):
 
     def __init__(self, *words, empty_ok=False):
         self.words = words + (("",) if empty_ok else ())
-        self.expected = " or ".join('"%s"' % w for w in words)
+        quoted = ['"%s"' % w for w in words]
+        self.expected = " or ".join(quoted) if len(quoted) < 3 else \
+            "%s or %s" % (", ".join(quoted[:-1]), quoted[-1])
 
     def accept(self, value, label):
         return value if isinstance(value, str) and value in self.words else None
@@ -223,7 +225,7 @@ COMMAND = Command()
 MILLISECONDS = Integer("an integer (milliseconds)", MAX_MS, " (must be from 0 to %d)" % MAX_MS)
 PORT = Integer("a port number (0-65535)", 65535)
 DURATION = Duration()
-WATCHER = Choice("poll", "inotify")
+WATCHER = Choice("auto", "poll", "inotify")
 # [color] mode and --color: Air's words; "" (Air's default) means auto.
 COLOR_MODE = Choice("auto", "always", "never", empty_ok=True)
 

@@ -86,7 +86,10 @@ KEYS = (
     # A value the user did set is kept even below Air's 500 ms minimum: someone
     # who writes poll_interval = 100 wants 100 ms.
     Key("build", "poll_interval", MILLISECONDS, 0, unit="ms", zero="unset"),
-    Key("build", "watcher", WATCHER, "poll"),   # "inotify" opts into native events
+    # "auto": inotify events with a slow polling pass as a safety net where the
+    # tree is on a local filesystem, else polling; "poll" and "inotify" force one.
+    # poll = true (Air's key) wins over it.
+    Key("build", "watcher", WATCHER, "auto"),
     Key("build", "delay", MILLISECONDS, 1000, unit="ms"),
     Key("build", "stop_on_error", FLAG, False),
     Key("build", "send_interrupt", FLAG, False),

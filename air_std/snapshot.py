@@ -115,9 +115,6 @@ class Snapshot:
         """
         if not node.alive:  # dropped since it was queued
             return
-        watches = scan.watches
-        if watches is not None:
-            watches.add(node)
         try:
             # O_NOFOLLOW: a real directory replaced by a symlink is a change
             # for the parent's listing to sort out, not something to follow.
@@ -137,7 +134,7 @@ class Snapshot:
                     self.scan_dir(node.parent, scan)
                     return
                 node.ident = ident
-            dkey = (st.st_mtime_ns, st.st_ino)
+            dkey = (st.st_ino << 64) + st.st_mtime_ns  # dir_key(st), inlined
             if (dkey == node.dkey and not scan.list_all and node not in self.link_dirs
                     and self._stat_known(node, fd, scan)):
                 if recurse:
@@ -148,6 +145,12 @@ class Snapshot:
             # tick could hide behind a recent one (or one in the future).
             settled = _time_ns() - st.st_mtime_ns >= _RACY_NS
             node.dkey = None
+            if scan.watches is not None:
+                # Watched before it is listed, so nothing created after the
+                # listing is missed. A directory that is not listed keeps the
+                # watch it has: re-adding costs a syscall per directory, a
+                # tenth of a safety-net pass.
+                scan.watches.add(node)
             try:
                 with os.scandir(fd) as it:
                     entries = list(it)

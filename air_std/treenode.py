@@ -8,11 +8,12 @@ drivers; tests use them with no thread.
 
 import logging
 import os
+import types
 
 from air_std.filters import MAIN
 from air_std.messages import ChangeBatch
 
-__all__ = ["Node", "ScanPass", "file_key", "unpack_key", "store_hash"]
+__all__ = ["Node", "ScanPass", "file_key", "dir_key", "unpack_key", "store_hash"]
 
 # Air's start() (runner/engine.go) reports a file skipped by exclude_unchanged
 # with its main log, so log.main_only still shows it.
@@ -21,28 +22,41 @@ main_log = logging.getLogger("air_std.main")
 _M64 = (1 << 64) - 1
 
 
+# The children of a directory that has none: most directories are leaves, and
+# one read-only mapping shared by all of them spares a dict each (64 bytes, a
+# tenth of a node). add_dir() gives a node its own dict on its first child.
+_NO_CHILDREN = types.MappingProxyType({})
+
+
 class Node:
     """One walked directory of the snapshot."""
 
-    __slots__ = ("path", "prefix", "rule", "files", "children", "parent", "name", "alive",
+    __slots__ = ("path", "rule", "files", "children", "parent", "name", "alive",
                  "ident", "is_link", "dkey", "hashes", "wd")
 
     def __init__(self, path, rule, parent, name, is_link=False, ident=None):
         self.path = path                      # absolute, no trailing "/" (except "/")
-        self.prefix = path if path.endswith("/") else path + "/"
         self.rule = rule                      # filters.DirRule
         self.files = {}                       # name -> file_key(stat)
-        self.children = {}                    # name -> Node
+        self.children = _NO_CHILDREN          # name -> Node
         self.parent = parent
         self.name = name
         self.alive = True
         self.ident = ident                    # (st_dev, st_ino), kept with follow_symlink
         self.is_link = is_link                # reached through a symlink
-        self.dkey = None                      # (mtime_ns, ino) of the dir at its last trusted listing
+        self.dkey = None                      # dir_key() of the dir at its last trusted listing
         self.hashes = None                    # name -> digest, with exclude_unchanged
         # The inotify driver's watch descriptor. A slot here costs 8 bytes per
         # directory; a dict beside the tree would cost several times that.
         self.wd = None
+
+    @property
+    def prefix(self):
+        """The path with one trailing "/", to join names to. Computed, not
+        stored: it is needed only where a change is recorded, and a second
+        string per directory would cost more than the join."""
+        path = self.path
+        return path if path.endswith("/") else path + "/"
 
 
 class ScanPass:
@@ -139,6 +153,8 @@ class ScanPass:
         if rule is None:
             return None
         child = Node(node.prefix + name, rule, node, name, is_link, ident)
+        if node.children is _NO_CHILDREN:
+            node.children = {}
         node.children[name] = child
         if self.new_dirs is not None:
             self.new_dirs.append(child)
@@ -159,7 +175,7 @@ class ScanPass:
             n.files = {}
             n.hashes = None
             stack.extend(n.children.values())
-            n.children = {}
+            n.children = _NO_CHILDREN
             link_dirs.discard(n)
             if watches is not None:
                 watches.discard(n)
@@ -173,6 +189,13 @@ def file_key(st):
     (pre-1970) mtimes apart without a mask. The scan loop inlines the same
     expression."""
     return (st.st_ino << 128) + (st.st_size << 64) + st.st_mtime_ns
+
+
+def dir_key(st):
+    """(st_mtime_ns, st_ino) of a directory as one int: one object where a
+    tuple takes three (about 90 bytes less per directory). One-to-one, as
+    file_key is."""
+    return (st.st_ino << 64) + st.st_mtime_ns
 
 
 def unpack_key(key):

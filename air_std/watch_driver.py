@@ -7,11 +7,12 @@ at a time; each driver brings the same snapshot up to date its own way:
 - watch_poll.PollDriver: full passes at a paced interval, plus a hot set of
   recently changed files checked every 100 ms;
 - watch_inotify.InotifyDriver: waits for inotify events and confirms each
-  through the snapshot, so both report the same changes.
+  through the snapshot, so both report the same changes;
+- watch_auto.AutoDriver: the inotify driver's events, plus the polling
+  driver's hot set and a slow, budgeted full pass as a safety net.
 A driver that can no longer do its job (inotify unavailable, the watch limit
-reached) sets `failed`; the Watcher then swaps in a PollDriver on the same
-snapshot. A driver that combines others (inotify with a slow polling safety
-net, say) is one more subclass; nothing outside it changes.
+reached) sets `failed` (and `fail_reason`); the Watcher then swaps in a
+PollDriver on the same snapshot.
 """
 
 import time
@@ -29,12 +30,17 @@ thread_time = getattr(time, "thread_time", time.perf_counter)
 
 class Pacer:
     """How long from one full pass to the next: `interval_s` when configured,
-    else the measured CPU cost of a pass divided by CPU_BUDGET, kept within
-    [MIN_INTERVAL_S, MAX_INTERVAL_S]."""
+    else the measured CPU cost of a pass divided by `budget` (a share of one
+    core), kept within [min_s, max_s]. The polling driver's full pass uses
+    the defaults; the auto driver's safety net has its own, smaller budget."""
 
-    def __init__(self, interval_s=None):
+    def __init__(self, interval_s=None, budget=CPU_BUDGET, min_s=MIN_INTERVAL_S,
+                 max_s=MAX_INTERVAL_S):
         self.interval_s = interval_s
-        self.full_interval_s = interval_s if interval_s else MIN_INTERVAL_S
+        self.budget = budget
+        self.min_s = min_s
+        self.max_s = max_s
+        self.full_interval_s = interval_s if interval_s else min_s
         self.last_cpu_s = 0.0
 
     def record(self, cpu_s):
@@ -43,7 +49,7 @@ class Pacer:
         if self.interval_s:
             self.full_interval_s = self.interval_s
             return
-        self.full_interval_s = max(MIN_INTERVAL_S, min(MAX_INTERVAL_S, cpu_s / CPU_BUDGET))
+        self.full_interval_s = max(self.min_s, min(self.max_s, cpu_s / self.budget))
 
 
 class Driver:
@@ -60,6 +66,7 @@ class Driver:
         self.snapshot = snapshot
         self.pacer = pacer
         self.failed = False                # True: replace me by polling
+        self.fail_reason = ""              # why, for the Watcher's one log line
         self.last_pass_listed_all = False  # the last full pass listed every directory
 
     def baseline(self):

@@ -9,23 +9,21 @@ call `full_pass()` and `hot_pass()` with no thread.
 - List-everything pass: every LIST_ALL_EVERY_S the full pass lists every
   directory, for filesystems whose directory mtimes lag.
 - Hot pass, every `hot_interval_s` (0.1 s): files changed during this run
-  and their directories, with one stat per hot file and per hot directory; a
-  hot directory is listed again only when its own (mtime, inode) moved, or
-  moved recently enough that a same-tick change could hide.
+  and their directories (watch_hot.HotSet), with one stat per hot file and
+  per hot directory; a hot directory is listed again only when its own
+  (mtime, inode) moved, or moved recently enough that a same-tick change
+  could hide.
 """
 
-import os
 import time
-from collections import OrderedDict
 
 from air_std.snapshot import ScanPass
 from air_std.watch_driver import MAX_INTERVAL_S, MIN_INTERVAL_S, Driver, thread_time
+from air_std.watch_hot import HotSet
 
-__all__ = ["PollDriver", "LIST_ALL_EVERY_S", "HOT_DIRS_MAX", "HOT_FILES_MAX"]
+__all__ = ["PollDriver", "LIST_ALL_EVERY_S"]
 
 LIST_ALL_EVERY_S = 10.0  # full pass: list even unchanged directories this often
-HOT_DIRS_MAX = 32        # hot set caps: a hot pass costs at most this many stats
-HOT_FILES_MAX = 128
 
 
 class PollDriver(Driver):
@@ -37,8 +35,7 @@ class PollDriver(Driver):
         super().__init__(snapshot, pacer)
         self.hot_interval_s = hot_interval_s
         self.next_list_all = time.monotonic() + LIST_ALL_EVERY_S  # monotonic time of the next one
-        self._hot_dirs = OrderedDict()   # dir path -> Node
-        self._hot_files = OrderedDict()  # (dir path, name) -> Node
+        self.hot = HotSet(snapshot)
         self._next_full = None           # monotonic deadlines, from the first step()
         self._next_hot = None
 
@@ -50,7 +47,7 @@ class PollDriver(Driver):
         if self._next_full is None:
             self._next_full = now + self.pacer.full_interval_s
             self._next_hot = now + self.hot_interval_s
-        deadline = min(self._next_full, self._next_hot) if self._hot_dirs else self._next_full
+        deadline = min(self._next_full, self._next_hot) if self.hot else self._next_full
         if _wait_until(stop_event, deadline):
             return None
         now = time.monotonic()
@@ -81,56 +78,13 @@ class PollDriver(Driver):
         return scan
 
     def hot_pass(self):
-        snapshot = self.snapshot
-        scan = ScanPass(snapshot)
-        listed = set()
-        for path, node in sorted(self._hot_dirs.items(), key=_depth_of_path):
-            if not node.alive:
-                del self._hot_dirs[path]
-                continue
-            try:
-                st = os.stat(path)
-            except OSError:
-                st = None
-            if st is None or (st.st_mtime_ns, st.st_ino) != node.dkey:
-                snapshot.scan_dir(node, scan)  # records the new key
-                listed.add(node)
-        for (path, name), node in list(self._hot_files.items()):
-            if not node.alive:
-                del self._hot_files[(path, name)]
-            elif node not in listed and snapshot.check_file(node, name, scan):
-                listed.add(node)
-        snapshot.drain(scan)
+        scan = ScanPass(self.snapshot)
+        self.hot.check(scan)
         return scan
 
     def after_pass(self, scan):
-        """Make the directories and files of this pass's changes hot (LRU, capped
-        so a hot pass stays a few hundred stats at most)."""
-        for node in scan.new_dirs:
-            self._heat_dir(node.path, node)
-        for paths, is_file in ((scan.created, True), (scan.modified, True),
-                               (scan.deleted, False)):
-            for p in paths:
-                d, _, name = p.rpartition("/")
-                d = d or "/"
-                node = self.snapshot.node_at(d)
-                if node is None:
-                    continue
-                self._heat_dir(d, node)
-                if is_file:
-                    key = (d, name)
-                    self._hot_files[key] = node
-                    self._hot_files.move_to_end(key)
-                    if len(self._hot_files) > HOT_FILES_MAX:
-                        self._hot_files.popitem(last=False)
-
-    def _heat_dir(self, path, node):
-        hot = self._hot_dirs
-        if hot.get(path) is not node:
-            hot[path] = node  # node.dkey, from its last listing, holds for the hot pass too
-        hot.move_to_end(path)
-        if len(hot) > HOT_DIRS_MAX:
-            hot.popitem(last=False)
+        """Make the directories and files of this pass's changes hot."""
+        self.hot.heat(scan)
 
     def describe(self):
         if self.pacer.interval_s:
@@ -147,6 +101,3 @@ def _wait_until(stop_event, deadline):
         return stop_event.is_set()
     return stop_event.wait(remaining)
 
-
-def _depth_of_path(item):
-    return item[0].count("/")

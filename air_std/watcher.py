@@ -9,9 +9,14 @@ step found. The work is elsewhere:
 - snapshot.py: the model of the tree and the scan that updates it;
 - watch_poll.py: polling (full, list-everything and hot passes);
 - watch_inotify.py: inotify events, each confirmed through the snapshot;
-- watch_driver.py: the interface of a driver, and full-pass pacing.
-When the inotify driver fails (unavailable, or the watch limit reached) the
-watcher swaps in a polling driver on the same snapshot, with one warning.
+- watch_auto.py: inotify events, with polling as a safety net (the default);
+- watch_driver.py: the interface of a driver, and full-pass pacing;
+- mounts.py: whether the watched trees are on local filesystems, where
+  inotify can be trusted (backend "auto" polls elsewhere).
+When the inotify or auto driver fails (inotify unavailable, or the watch
+limit reached) the watcher swaps in a polling driver on the same snapshot,
+with one log line saying why: a warning when inotify was asked for by name,
+information under "auto".
 
 `poll_once()`, `poll_hot()` and `poll_events()` run one pass with no thread
 at all (tests and benchmarks do that).
@@ -20,6 +25,7 @@ at all (tests and benchmarks do that).
 import logging
 import os
 import queue
+import sys
 
 from air_std.filters import PathFilter
 from air_std.messages import RuleChanges
@@ -32,7 +38,7 @@ __all__ = ["Watcher", "BACKENDS"]
 
 log = logging.getLogger("air_std.watcher")
 
-BACKENDS = ("poll", "inotify")
+BACKENDS = ("auto", "poll", "inotify")
 
 
 class Watcher(Part):
@@ -47,17 +53,22 @@ class Watcher(Part):
 
     def __init__(self, root_path, filters, out_queue, shutdown_event, interval_s=None,
                  follow_symlink=False, exclude_unchanged=False, hot_interval_s=0.1,
-                 backend="poll", max_watches=None, rule_queue=None, on_crash=None):
+                 backend="auto", max_watches=None, rule_queue=None, on_crash=None,
+                 net_interval_s=None, mount_table=None):
         """root_path: the tree to watch; filters: a PathFilter; out_queue gets one
         ChangeBatch per pass with changes; shutdown_event is set if the thread
         crashes. interval_s: full-pass period in seconds, None to adapt it to the
-        CPU budget. hot_interval_s: period of the hot tier. backend: "poll" or
-        "inotify". max_watches: cap on inotify watches below the kernel's limit
-        (beyond it: one warning and back to polling; tests use a small cap).
-        rule_queue gets a RuleChanges per pass for each [[build.rules]] entry
-        with changes (filters.rules decides; without a queue they are dropped).
-        on_crash: optional callable(name) told when the thread crashes (the
-        engine wakes its main thread with it); the attribute may be set later."""
+        CPU budget (polling). hot_interval_s: period of the hot tier. backend:
+        "auto", "poll" or "inotify". max_watches: cap on inotify watches below
+        the kernel's limit (beyond it: one log line and back to polling; tests
+        use a small cap). rule_queue gets a RuleChanges per pass for each
+        [[build.rules]] entry with changes (filters.rules decides; without a
+        queue they are dropped). on_crash: optional callable(name) told when the
+        thread crashes (the engine wakes its main thread with it); the
+        attribute may be set later. net_interval_s: the auto driver's safety
+        net period, None to adapt it (tests fix it). mount_table: a mountinfo
+        text for the auto backend's decision, None to read this system's
+        (tests pass one with network filesystems)."""
         if backend not in BACKENDS:  # config refuses any other name first
             raise ValueError("backend: expected one of %s, got %r" % (BACKENDS, backend))
         super().__init__("air-watcher", shutdown_event, on_crash)
@@ -70,6 +81,8 @@ class Watcher(Part):
         self.hot_interval_s = hot_interval_s
         self.backend = backend
         self.max_watches = max_watches
+        self.net_interval_s = net_interval_s
+        self.mount_table = mount_table
         self._rule_queue = rule_queue
         self._pacer = Pacer(interval_s)
         self.tree = None    # the snapshot.Snapshot, once the baseline is taken
@@ -79,8 +92,9 @@ class Watcher(Part):
     def from_config(cls, cfg, out_queue, shutdown_event, **kwargs):
         """Build from a loaded Config: cfg.root_path, the build.include_*/exclude_*
         keys and build.rules (through PathFilter), build.follow_symlink,
-        exclude_unchanged, poll, poll_interval_s and air_std's build.watcher.
-        kwargs override those (rule_queue: where the rules' changes go)."""
+        exclude_unchanged, poll, poll_interval_s and air_std's build.watcher
+        ("auto" unless set; poll = true forces polling, as in Air). kwargs
+        override those (rule_queue: where the rules' changes go)."""
         b = cfg.build
         kw = dict(interval_s=b.poll_interval_s, follow_symlink=b.follow_symlink,
                   exclude_unchanged=b.exclude_unchanged,
@@ -162,6 +176,18 @@ class Watcher(Part):
         return self._pacer.full_interval_s
 
     @property
+    def safety_net_s(self):
+        """Seconds between the auto driver's safety-net passes, as last paced
+        (None when another driver runs)."""
+        net = getattr(self.driver, "net", None)
+        return None if net is None else net.full_interval_s
+
+    @property
+    def missed(self):
+        """Changes the auto driver's polling found that inotify did not report."""
+        return getattr(self.driver, "missed", 0)
+
+    @property
     def last_full_cpu_s(self):
         """CPU seconds of the last full pass that set the pace (or of the baseline)."""
         return self._pacer.last_cpu_s
@@ -183,24 +209,77 @@ class Watcher(Part):
         self._replace_failed_driver()
 
     def _first_driver(self):
-        if self.backend == "inotify":
-            try:
-                from air_std.watch_inotify import InotifyDriver
-            except ImportError as e:  # a Python built without ctypes
-                log.warning("inotify is unavailable here (%s); falling back to polling", e)
+        if self.backend == "auto":
+            why = self._why_not_inotify()
+            if why:
+                log.info("%s; watching by polling", why)
                 self.backend = "poll"
-            else:
+        if self.backend in ("auto", "inotify"):
+            try:
+                if self.backend == "auto":
+                    from air_std.watch_auto import AutoDriver, net_pacer
+                    return AutoDriver(self.tree, self._pacer, net_pacer(self.net_interval_s),
+                                      self.hot_interval_s, self.max_watches)
+                from air_std.watch_inotify import InotifyDriver
                 return InotifyDriver(self.tree, self._pacer, self.max_watches)
+            except ImportError as e:  # a Python built without ctypes
+                self._log_fallback("inotify is unavailable here (%s)" % e)
+                self.backend = "poll"
         return PollDriver(self.tree, self._pacer, self.hot_interval_s)
+
+    def _why_not_inotify(self):
+        """Why the auto backend must poll here, or "" when inotify can be trusted."""
+        if not sys.platform.startswith("linux"):
+            return "inotify exists only on Linux"
+        from air_std import mounts
+        verdict = mounts.judge(self.trees(), self.mount_table, self._walks_into)
+        if verdict.local:
+            log.debug("the watched trees are %s: inotify can be trusted there", verdict.why)
+            return ""
+        return verdict.why
+
+    def trees(self):
+        """The directories the watcher walks from: the root, each include_dir
+        in it, then each tree outside it (an include_dir of the main build or
+        of a rule, filters.trees)."""
+        root = self.root_path
+        out = [root]
+        dirs = list(self.filters.include_dir) + [t.rel for t in self.filters.trees[1:]]
+        for d in dirs:
+            path = os.path.normpath(os.path.join(root, d))
+            if path not in out:
+                out.append(path)
+        return out
+
+    def _walks_into(self, path):
+        """Whether the filters let the scan reach directory `path` (absolute,
+        symlinks resolved); a path outside the root counts as walked."""
+        real_root = os.path.realpath(self.root_path)
+        rel = os.path.relpath(path, real_root)
+        if rel == "." or rel == ".." or rel.startswith(".." + os.sep):
+            return True
+        rule = self.filters.root_rule()
+        for name in rel.split(os.sep):
+            rule = self.filters.dir_rule(rule, name)
+            if rule is None:
+                return False
+        return True
 
     def _replace_failed_driver(self):
         """A driver that can no longer do its job gives way to polling: one
         object swapped, on the same snapshot."""
         if not self.driver.failed:
             return
+        self._log_fallback(self.driver.fail_reason)
         self.driver.close()
         self.driver = PollDriver(self.tree, self._pacer, self.hot_interval_s)
         self.backend = "poll"
+
+    def _log_fallback(self, why):
+        # Asked for by name, inotify failing is worth a warning; under "auto"
+        # polling is one of the two expected outcomes.
+        level = logging.INFO if self.backend == "auto" else logging.WARNING
+        log.log(level, "%s; falling back to polling", why)
 
     def _finish(self, scan):
         """The batch of a pass; the driver is told of it first (polling heats

@@ -5,9 +5,13 @@
     python3 bench/bench_peers.py --quick    # fewer samples, 10k files only (about 5 minutes)
 
 Tools, each restarting a small app on every change:
-- air_std: the pyz built by `make -s pyz`: polling (default), polling with a
-  fixed 350 ms full pass (to compare CPU at equal first-edit latency with
-  watchfiles' polling), and build.watcher = "inotify";
+- air_std: the pyz built by `make -s pyz`: its default, build.watcher =
+  "auto" (inotify events with a polling safety net); build.watcher = "poll"
+  (adaptive polling), and polling with a fixed 350 ms full pass (to compare
+  CPU at equal first-edit latency with watchfiles' polling); build.watcher =
+  "inotify"; and auto with its inotify made blind by the test hook
+  AIR_STD_TEST_BLIND_INOTIFY=1 (what auto does where events never come: the
+  safety net and the hot set alone; 10k tree only);
 - watchfiles CLI: default (inotify through Rust notify) and WATCHFILES_FORCE_POLLING=1;
 - watchmedo auto-restart (watchdog): default (inotify) and --debug-force-polling;
 - nodemon: default (chokidar, fs.watch) and --legacy-watch (polling).
@@ -31,7 +35,11 @@ Measured for each tool and mode, from the same run on the same trees:
   answers with it. Every tool runs `python3 main.py`: air_std uses the
   example's .air.toml with delay = 0, the proxy off and build.cmd = "" (the
   same work as the peers); its figure with the example's py_compile build step
-  kept is given in the notes.
+  kept is given in the notes;
+- a burst (air_std only): 50 files, one in each of 50 directories, written
+  within about 100 ms with the default `delay` (1000 ms), three times: the
+  builds and restarts each burst caused (one of each is right), and the time
+  from the burst's last write to the restart.
 Every tool gets its smallest debounce: air_std delay = 0, nodemon --delay 0,
 watchmedo --debounce-interval 0; watchfiles has no CLI setting (it waits 50 ms
 without events). Polling intervals are each tool's default.
@@ -88,11 +96,24 @@ def py_html(change, path):
     return path.endswith((".py", ".html"))
 '''
 
+# auto with inotify blind finds a first edit with its safety net, paced to its
+# CPU budget within 2-60 s: writes are spread over this long, and each is
+# waited for up to BLIND_TIMEOUT_S.
+BLIND_PERIOD_S = 15.0
+BLIND_TIMEOUT_S = 60.0
+AUTO_IDLE_S = 120.0  # idle window of the auto rows: two halves of at least one interval
+
 # (tool, mode, description, poll period in s used to spread the writes)
 ROWS = [
-    ("air_std", "poll", "polling (default: adaptive full pass <= 2 s, hot set 100 ms)", 2.0),
-    ("air_std", "poll350", "polling, full pass every 350 ms (build.poll_interval = 350)", 0.35),
+    ("air_std", "auto", "default: auto (inotify events, a polling safety net every 2-60 s)",
+     0.3),
+    ("air_std", "poll", 'polling (build.watcher = "poll": adaptive full pass <= 2 s, hot set '
+     '100 ms)', 2.0),
+    ("air_std", "poll350", 'polling, full pass every 350 ms (build.watcher = "poll", '
+     'build.poll_interval = 350)', 0.35),
     ("air_std", "inotify", 'inotify (build.watcher = "inotify")', 0.3),
+    ("air_std", "blind", "auto with inotify made blind (test hook): safety net and hot set "
+     "alone", BLIND_PERIOD_S),
     ("watchfiles", "native", "inotify (Rust notify; default)", 0.3),
     ("watchfiles", "poll", "polling 300 ms (WATCHFILES_FORCE_POLLING=1)", 0.3),
     ("watchmedo", "native", "inotify (default)", 0.3),
@@ -329,18 +350,28 @@ def command(tool, mode, exe, scen, top):
                 argv += ["--build.cmd", ""]
         else:
             conf = os.path.join(top, "air-%s.toml" % scen.name)
+            if scen.name == "burst":
+                # the default delay, and a build that counts itself
+                build = "echo b >> %s" % shlex.quote(os.path.join(top, "builds-burst.txt"))
+                delay = ""
+            else:
+                build, delay = "true", "delay = 0\n"
             with open(conf, "w") as f:
-                f.write("root = %s\n[build]\ncmd = \"true\"\nentrypoint = %s\n"
-                        "include_ext = %s\ndelay = 0\n"
-                        % (json.dumps(scen.watch_dir), json.dumps(scen.app_argv),
-                           json.dumps(list(scen.exts))))
+                f.write("root = %s\n[build]\ncmd = %s\nentrypoint = %s\n"
+                        "include_ext = %s\n%s"
+                        % (json.dumps(scen.watch_dir), json.dumps(build),
+                           json.dumps(scen.app_argv), json.dumps(list(scen.exts)), delay))
             argv = [sys.executable, exe, "-c", conf]
         if mode == "inotify":
             argv += ["--build.watcher", "inotify"]
+        elif mode == "poll":
+            argv += ["--build.watcher", "poll"]
         elif mode == "poll350":
             # a fixed interval at which a file's first edit is seen about as fast as
             # watchfiles' polling sees it: CPU compared at equal latency
-            argv += ["--build.poll_interval", "350"]
+            argv += ["--build.watcher", "poll", "--build.poll_interval", "350"]
+        elif mode == "blind":
+            env["AIR_STD_TEST_BLIND_INOTIFY"] = "1"  # the default (auto), its events dropped
     elif tool == "watchfiles":
         env["PYTHONPATH"] = top
         if mode == "poll":
@@ -465,6 +496,7 @@ class Bench:
         self.skip_100k = quick or skip_100k
         self.only = only
         self.results = {}      # (tool, mode) -> {column: text}
+        self.bursts = {}       # (tool, mode) -> [(builds, restarts, s to restart, s of writing)]
         self.notes = []
         self.env = dict(os.environ, NO_COLOR="1", PYTHONDONTWRITEBYTECODE="1")
         self.env.pop("PYTHONPATH", None)
@@ -516,6 +548,11 @@ class Bench:
                 self.note(row, "%s-file tree: CPU still changing after %gs of settling"
                           % (format(n, ","), self.settle_cap_s))
             seconds = self.idle_s if n <= 10000 else self.idle_100k_s
+            if row[0] == "air_std" and row[1] in ("auto", "blind"):
+                # the safety net passes every 2-60 s: each half of the window
+                # must hold whole intervals, or a half with a pass and one
+                # without would never agree
+                seconds = max(seconds, AUTO_IDLE_S)
             share, steady = steady_idle(proc, seconds)
             self.cell(row, "idle%d" % n, "%.2f" % (share * 100) + ("" if steady else " (unsteady)"))
             if not steady:
@@ -530,10 +567,14 @@ class Bench:
             cold = []
             for d in dirs[1:self.samples + 1]:
                 cold.append(os.path.join(d, sorted(f for f in os.listdir(d) if f.endswith(".go"))[-1]))
-            detect(proc, marker, [hot], row[3])  # warm-up: the same file from now on
+            # blind: the hot set answers within 100 ms, the safety net within its
+            # interval, which the writes are spread over
+            blind = row[1] == "blind"
+            hot_period, timeout = (0.3, BLIND_TIMEOUT_S) if blind else (row[3], 3.5)
+            detect(proc, marker, [hot], hot_period, timeout)  # warm-up: the same file from now on
             t_first = time.time()
-            hot_lat = detect(proc, marker, [hot] * self.samples, row[3])
-            cold_lat = detect(proc, marker, cold, row[3])
+            hot_lat = detect(proc, marker, [hot] * self.samples, hot_period, timeout)
+            cold_lat = detect(proc, marker, cold, row[3], timeout)
             time.sleep(0.5)  # a late second restart for the last write would show now
             restarts = len([t for t in read_marker(marker) if t >= t_first])
             self.cell(row, "hot", fmt_lat(hot_lat))
@@ -544,6 +585,59 @@ class Bench:
                           % (restarts - found, format(n, ",")))
         finally:
             self.finish(row, proc)
+
+    def burst(self, row, exe, bursts=3, files=50, spread_s=0.1):
+        """Bursts of `files` first edits, one per directory, within about
+        spread_s, with the default delay: the builds and restarts each caused."""
+        marker = os.path.join(self.top, "marker-%s-%s-burst.txt" % row[:2])
+        builds = os.path.join(self.top, "builds-burst.txt")
+        if os.path.exists(builds):
+            os.remove(builds)
+
+        def n_builds():
+            try:
+                with open(builds) as f:
+                    return len(f.read().split())
+            except OSError:
+                return 0
+
+        root = os.path.dirname(os.path.dirname(os.path.dirname(self.go_files[0])))
+        scen = Scenario("burst", root, ("go", "html"),
+                        ["python3", os.path.join(self.top, "app.py"), marker], root)
+        progress("%s %s: bursts of %d files" % (row[0], row[1], files))
+        proc = self.start(row, exe, scen, "burst", lambda: read_marker(marker), 180)
+        rnd = random.Random(hash(row[1]) & 0xffff)
+        by_dir = {}
+        for p in self.go_files:
+            by_dir.setdefault(os.path.dirname(p), []).append(p)
+        dirs = sorted(by_dir)
+        results = []
+        try:
+            for _ in range(bursts):
+                time.sleep(3.0)  # quiet for longer than the debounce's longest wait (2 s)
+                b0, r0 = n_builds(), len(read_marker(marker))
+                paths = [sorted(by_dir[d])[rnd.randrange(len(by_dir[d]))]
+                         for d in rnd.sample(dirs, files)]
+                t0 = time.time()
+                for i, path in enumerate(paths):
+                    delay = t0 + i * spread_s / (files - 1) - time.time()
+                    if delay > 0:
+                        time.sleep(delay)
+                    with open(path, "a") as f:
+                        f.write("b")
+                t_last = time.time()
+                got = wait_for(lambda: [t for t in read_marker(marker) if t >= t_last], 15, 0.01)
+                # any second build or restart the burst causes comes within the
+                # debounce's longest wait (max(2 s, 10 delays) = 10 s by default) of
+                # the first change; the first restart came after 1 delay
+                time.sleep(4.0)
+                results.append((n_builds() - b0, len(read_marker(marker)) - r0,
+                                (got[0] - t_last) if got else None, t_last - t0))
+                if not proc.alive():
+                    raise RuntimeError("exited during the bursts")
+        finally:
+            self.finish(row, proc)
+        self.bursts[row[:2]] = results
 
     def hello(self, row, exe, name="hello"):
         work = os.path.join(self.top, "%s-%s-%s" % ((name,) + row[:2]))
@@ -587,11 +681,13 @@ class Bench:
             if isinstance(got, str):
                 self.cell(row, "unavailable", got)
                 continue
-            steps = [("10k tree", lambda: self.tree(row, got[0], tree10, 10000, "t10k", True)),
-                     ("example app", lambda: self.hello(row, got[0]))]
-            if row[0] == "air_std" and row[1] != "poll350":
+            steps = [("10k tree", lambda: self.tree(row, got[0], tree10, 10000, "t10k", True))]
+            if row[1] != "blind":
+                steps.append(("example app", lambda: self.hello(row, got[0])))
+            if row[0] == "air_std" and row[1] not in ("poll350", "blind"):
                 steps.append(("example app with its build",
                               lambda: self.hello(row, got[0], "hello-build")))
+                steps.append(("bursts", lambda: self.burst(row, got[0])))
             if row[:2] == ("nodemon", "native"):
                 steps.append(("example app, SIGINT", lambda: self.hello(row, got[0], "hello-sigint")))
             for what, fn in steps:
@@ -602,7 +698,7 @@ class Bench:
         for n, root in sizes[1:]:
             for row in rows:
                 got = tools[row[0]]
-                if isinstance(got, str):
+                if isinstance(got, str) or row[1] == "blind":  # blind idles as auto does
                     continue
                 try:
                     self.tree(row, got[0], root, n, "t%dk" % (n // 1000), False)
@@ -629,6 +725,29 @@ def machine(top):
         platform.platform(), fs or "?")
 
 
+def report_bursts(bench, rows):
+    """The table of the bursts (air_std rows only)."""
+    if not bench.bursts:
+        return
+    print("Bursts: 50 files, one in each of 50 directories of the 10k tree, written within "
+          "about 100 ms with the default `delay = 1000`; each cell: builds and restarts the "
+          "burst caused (one of each is right), and the time from its last write to the "
+          "restarted app.\n")
+    n = max(len(r) for r in bench.bursts.values())
+    print("| tool | mode | " + " | ".join("burst %d" % (i + 1) for i in range(n)) + " |")
+    print("|---|---|" + "---|" * n)
+    for row in rows:
+        res = bench.bursts.get(row[:2])
+        if res is None:
+            continue
+        cells = ["%d build%s, %d restart%s, %s (written in %.0f ms)" % (
+            b, "" if b == 1 else "s", r, "" if r == 1 else "s",
+            "%.0f ms" % (lat * 1000) if lat is not None else "no restart", w * 1000)
+            for b, r, lat, w in res]
+        print("| %s | %s | %s |" % (row[0], row[2], " | ".join(cells)))
+    print()
+
+
 def report(bench, rows, tools, versions, elapsed, machine_line):
     q = bench.quick
     print("### Watchers side by side: air_std and the peers, same run, same trees\n")
@@ -647,7 +766,8 @@ def report(bench, rows, tools, versions, elapsed, machine_line):
             cells = [res["unavailable"]] + ["-"] * (len(cols) - 1)
         else:
             keys = ["idle10000"] + ([] if bench.skip_100k else ["idle100000"]) + ["hot", "cold", "http"]
-            cells = [res.get(k, "failed") for k in keys]
+            # the blind row runs on the 10k tree only: its other cells are auto's
+            cells = [res.get(k, "-" if row[1] == "blind" else "failed") for k in keys]
         print("| %s | %s | %s |" % (row[0], row[2], " | ".join(cells)))
     print()
     print("%d samples per latency cell. Idle CPU: utime+stime of the watcher process alone "
@@ -669,8 +789,14 @@ def report(bench, rows, tools, versions, elapsed, machine_line):
           "default). Each tool stops the app with its own default signal: air_std SIGINT on "
           "examples/hello (its send_interrupt = true; the app exits in ~10 ms) and SIGTERM on the "
           "trees, watchfiles and watchmedo SIGINT, nodemon SIGUSR2 (which kills a Python app "
-          "outright, ~1.5 ms; the notes give nodemon with --signal SIGINT).")
+          "outright, ~1.5 ms; the notes give nodemon with --signal SIGINT). air_std's auto "
+          "rows idle over %g s, whole intervals of its safety net. The blind row: "
+          "auto with AIR_STD_TEST_BLIND_INOTIFY=1, on the 10k tree only (its 100k idle and "
+          "edit->HTTP would be auto's); its first edits are spread over %g s and each waited "
+          "for up to %g s, since only the safety net finds them."
+          % (AUTO_IDLE_S, BLIND_PERIOD_S, BLIND_TIMEOUT_S))
     print()
+    report_bursts(bench, rows)
     unavailable = ["%s: %s" % (t, v) for t, v in sorted(tools.items()) if isinstance(v, str)]
     print("Unavailable: %s." % ("; ".join(unavailable) if unavailable else "none"))
     if bench.skip_100k and not q:

@@ -567,10 +567,14 @@ def test_config_to_dict_shape(tmp_path):
 
 
 def test_watcher_backend_key(tmp_path):
-    """build.watcher is air_std's own key: "poll" (default) or "inotify"."""
-    assert load(tmp_path, "").build.watcher == "poll"
+    """build.watcher is air_std's own key: "auto" (default), "poll" or "inotify"."""
+    assert load(tmp_path, "").build.watcher == "auto"
+    assert config_to_dict(load(tmp_path, ""))["build"]["watcher"] == "auto"  # --print-config
     assert load(tmp_path, '[build]\nwatcher = "inotify"\n').build.watcher == "inotify"
-    with pytest.raises(ConfigError, match=r'build.watcher: expected "poll" or "inotify", got \'fsevents\''):
+    assert load(tmp_path, '[build]\nwatcher = "poll"\n').build.watcher == "poll"
+    assert load_config(cwd=str(tmp_path), overrides=[("build.watcher", "poll")]).build.watcher == "poll"
+    with pytest.raises(ConfigError, match=r'build.watcher: expected "auto", "poll" or "inotify", '
+                                          r'got \'fsevents\''):
         load(tmp_path, '[build]\nwatcher = "fsevents"\n')
     with pytest.raises(ConfigError, match="build.watcher"):
         load_config(cwd=str(tmp_path), overrides=[("build.watcher", "bad")])

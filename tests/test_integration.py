@@ -107,8 +107,11 @@ def test_failed_build_with_stop_on_error_stops_the_app_until_fixed(tmp_path, run
     # the build log is appended to, one entry per failure, as Air's writeBuildErrorLog appends
     (proj / "app.py").write_text(good + "\nbroken again(\n")
     air.wait_for("build failed", count=2, timeout=15)
-    log = (proj / "tmp" / "build-errors.log").read_text()
-    assert log.count("build failed: ") == 2 and log.count("SyntaxError") == 2, log
+    log_file = proj / "tmp" / "build-errors.log"
+    # the entry is appended after the terminal line is printed: wait for it
+    wait_until(lambda: log_file.read_text().count("build failed: ") == 2, timeout=15,
+               what="the second build-log entry", output=air.output)
+    assert log_file.read_text().count("SyntaxError") == 2, log_file.read_text()
     air.signal(signal.SIGINT)
     assert_clean_exit(air)
 
@@ -247,10 +250,12 @@ def test_shell_environment_wins_over_env_files(tmp_path, run_air):
 
 
 def test_rerun_restarts_an_app_that_exits(tmp_path, run_air):
-    app = "import os\nwith open('runs.txt', 'a') as f: f.write('x')\n"
+    # runs.log, not a watched .txt: a change to a watched file would restart
+    # the app (at once with inotify), which is not what this test is about
+    app = "import os\nwith open('runs.log', 'a') as f: f.write('x')\n"
     proj, _ = make_project(tmp_path, app=app, extra_build="rerun = true\nrerun_delay = 100")
     air = run_air([], proj)
-    wait_until(lambda: (proj / "runs.txt").exists() and len((proj / "runs.txt").read_text()) >= 3,
+    wait_until(lambda: (proj / "runs.log").exists() and len((proj / "runs.log").read_text()) >= 3,
                timeout=15, what="three runs", output=air.output)
     assert "app exited (exit status 0)" in air.stderr()
     air.signal(signal.SIGINT)
@@ -327,10 +332,10 @@ def test_build_daemons_survive_restarts_and_backgrounded_pre_cmd_does_not_block(
 
 
 def test_rerun_does_not_pile_up_leftovers(tmp_path, run_air):
-    app = "import os, subprocess\nsubprocess.Popen(['sleep', '60'])\nopen('runs.txt', 'a').write('x')\n"
+    app = "import os, subprocess\nsubprocess.Popen(['sleep', '60'])\nopen('runs.log', 'a').write('x')\n"
     proj, _ = make_project(tmp_path, app=app, extra_build="rerun = true\nrerun_delay = 50")
     air = run_air([], proj)
-    wait_until(lambda: (proj / "runs.txt").exists() and len((proj / "runs.txt").read_text()) >= 5,
+    wait_until(lambda: (proj / "runs.log").exists() and len((proj / "runs.log").read_text()) >= 5,
                timeout=15, what="five runs", output=air.output)
     # this test's sleepers only (they run in proj): other test runs may share the machine
     sleepers = [p for p in procs_mentioning(proj) if "sleep 60" in p[1]]

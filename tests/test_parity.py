@@ -217,7 +217,7 @@ def test_bad_color_values_are_one_line_errors(tmp_path, run_air):
     proj = project(tmp_path, rest='[color]\nmode = "sometimes"\n')
     air = run_air([], proj)
     assert air.wait(10) == 1
-    assert air.stderr() == ('air_std: error: .air.toml: color.mode: expected "auto" or "always" or '
+    assert air.stderr() == ('air_std: error: .air.toml: color.mode: expected "auto", "always" or '
                             '"never", got \'sometimes\'\n')
     air = run_air(["--color", "rainbow"], tmp_path)
     assert air.wait(10) == 1

@@ -1,7 +1,9 @@
 """Tests for the watcher through its public surface (watcher.Watcher), with
-both drivers (watch_poll.py, and watch_inotify.py over inotify.py) on the
-same snapshot code (snapshot.py); the seams between those parts are tested
-in test_watch_drivers.py.
+its drivers (watch_poll.py, watch_inotify.py over inotify.py, and
+watch_auto.py) on the same snapshot code (snapshot.py); the seams between
+those parts are tested in test_watch_drivers.py, the auto driver's own
+behaviour in test_watch_auto.py and its choice of filesystems in
+test_mounts.py.
 
 Real files in tmp_path; no sleeping past mtime resolution (mtimes are set
 with os.utime(ns=...)); no timing assertions (speed is in bench/). Most
@@ -30,6 +32,7 @@ from hypothesis import strategies as st
 from air_std.filters import PathFilter
 from air_std.messages import ChangeBatch
 from air_std.watch_driver import MAX_INTERVAL_S, MIN_INTERVAL_S
+from air_std.watch_inotify import BLIND_ENV
 from air_std.watcher import Watcher
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,7 +51,8 @@ def _inotify_available():
 
 HAVE_INOTIFY = _inotify_available()
 needs_inotify = pytest.mark.skipif(not HAVE_INOTIFY, reason="inotify is not available here")
-BACKENDS = ["poll", pytest.param("inotify", marks=needs_inotify)]
+BACKENDS = ["poll", pytest.param("inotify", marks=needs_inotify),
+            pytest.param("auto", marks=needs_inotify)]
 
 
 def make(root, backend="poll", **kw):
@@ -64,7 +68,7 @@ def make(root, backend="poll", **kw):
 
 def step(w):
     """Changes since the last call, by whichever means the backend uses."""
-    if w.active_backend == "inotify":
+    if w.active_backend in ("inotify", "auto"):
         return w.poll_events(0.0)
     return w.poll_once()
 
@@ -719,6 +723,9 @@ def test_from_config_backend_choice(tree):
     assert Watcher.from_config(_cfg(tree, watcher="inotify"), q, ev).backend == "inotify"
     assert Watcher.from_config(_cfg(tree, watcher="inotify", poll=True), q, ev).backend == "poll"
     assert Watcher.from_config(_cfg(tree), q, ev).backend == "poll"
+    assert Watcher.from_config(_cfg(tree, watcher="auto"), q, ev).backend == "auto"
+    # Air's poll = true forces polling whatever build.watcher says
+    assert Watcher.from_config(_cfg(tree, watcher="auto", poll=True), q, ev).backend == "poll"
     # config.py refuses any other name with a message for the user; here it is a bug
     with pytest.raises(ValueError, match="fsevents"):
         Watcher.from_config(_cfg(tree, watcher="fsevents"), q, ev)
@@ -762,7 +769,7 @@ def test_inotify_without_events_reports_nothing(tree):
     w.close()
 
 
-# -- property: tiers and inotify report exactly what a full scan does ------------------------
+# -- property: tiers, inotify and blind auto report what a full scan does ---------------------
 
 def reference_scan(root, filters, follow):
     """The plain, obviously correct scan: {abs path: (mtime_ns, size, ino)}."""
@@ -932,7 +939,7 @@ op_lists = st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 60), st.integ
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=op_lists, follow=st.booleans(), star=st.booleans(), aged=st.booleans())
-def test_tiers_and_inotify_match_a_reference_scan(tmp_path, ops, follow, star, aged):
+def test_tiers_inotify_and_blind_auto_match_a_reference_scan(tmp_path, ops, follow, star, aged):
     with tempfile.TemporaryDirectory(dir=str(tmp_path)) as top:
         root = os.path.join(top, "r")
         os.mkdir(root)
@@ -945,6 +952,12 @@ def test_tiers_and_inotify_match_a_reference_scan(tmp_path, ops, follow, star, a
         kw = dict(include_ext=["*"] if star else ["go"], exclude_dir=["v"], follow_symlink=follow)
         poller = make(root, **kw)
         ino = make(root, "inotify", **kw) if HAVE_INOTIFY else None
+        # auto with its events dropped: its polling alone must find everything
+        os.environ[BLIND_ENV] = "1"
+        try:
+            blind = make(root, "auto", **kw)
+        finally:
+            del os.environ[BLIND_ENV]
         try:
             prev = reference_scan(root, poller.filters, follow)
             assert poller.snapshot() == prev
@@ -965,7 +978,11 @@ def test_tiers_and_inotify_match_a_reference_scan(tmp_path, ops, follow, star, a
                     got = as_lists(ino.poll_events(0.0))
                     assert tuple(sorted(x) for x in got) == want, (op, "inotify")
                     assert ino.snapshot() == cur
+                got = as_lists(blind.poll_hot(), blind.poll_once())
+                assert tuple(sorted(x) for x in got) == want, (op, "auto, blind")
+                assert blind.snapshot() == cur
                 prev = cur
         finally:
+            blind.close()
             if ino is not None:
                 ino.close()
