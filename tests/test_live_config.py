@@ -170,3 +170,31 @@ def test_a_reloaded_config_that_cannot_start_stops_air_std_in_one_line(tmp_path,
     assert "Traceback" not in err
     lines = [l for l in err.splitlines() if "cannot start with the new config" in l]
     assert len(lines) == 1 and str(busy) in lines[0], err
+
+
+# Ignores SIGTERM, so stopping it takes the whole kill_delay: a reload is still
+# stopping it when the test's Ctrl-C arrives.
+STUBBORN_APP = '''
+import os, signal
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+with open("starts.log", "a") as f:
+    f.write("%d\\n" % os.getpid())
+signal.sigwait([signal.SIGUSR2])
+'''
+
+
+def test_ctrl_c_during_a_reload_stops_everything_and_runs_post_cmd(tmp_path, run_air):
+    proj, _ = make_project(tmp_path, app=STUBBORN_APP, kill_delay="2s",
+                           extra_build='post_cmd = ["echo bye >> post.log"]')
+    config = proj / ".air.toml"
+    air = run_air([], proj)
+    wait_until(lambda: count_lines(proj / "starts.log") == 1, timeout=15, what="the app",
+               output=air.output)
+    config.write_text(config.read_text().replace("[build]", "[build]\nargs_bin = [\"new\"]"))
+    air.wait_for("restarting with the new config")
+    air.signal(signal.SIGINT)
+    assert air.wait(15) == 0, air.output()
+    err = air.stderr()
+    assert "shutting down (SIGINT)" in err and "Traceback" not in err, err
+    assert count_lines(proj / "starts.log") == 1  # no app from the new config
+    assert count_lines(proj / "post.log") == 1  # air_std exited: post_cmd ran, once
