@@ -28,7 +28,7 @@ TAKE_TTY = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0
 class PtyAir:
     """air_std with a pseudo-terminal as its stdin, stdout and stderr."""
 
-    def __init__(self, args, cwd, env=None):
+    def __init__(self, args, cwd, env=None, pyz=None):
         self.master, slave = pty.openpty()
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
@@ -36,7 +36,8 @@ class PtyAir:
         full_env.pop("PYTHONBREAKPOINT", None)
         full_env.update(env or {})
         try:
-            self.proc = subprocess.Popen([sys.executable, "-c", TAKE_TTY, "-m", "air_std"] + args,
+            air_std = [str(pyz)] if pyz else ["-m", "air_std"]
+            self.proc = subprocess.Popen([sys.executable, "-c", TAKE_TTY] + air_std + args,
                                          cwd=str(cwd), env=full_env, stdin=slave, stdout=slave,
                                          stderr=slave, start_new_session=True)
         finally:
@@ -99,8 +100,8 @@ class PtyAir:
 def run_pty():
     started = []
 
-    def start(args, cwd, env=None):
-        air = PtyAir(args, cwd, env)
+    def start(args, cwd, env=None, pyz=None):
+        air = PtyAir(args, cwd, env, pyz)
         started.append(air)
         return air
 
@@ -139,9 +140,10 @@ def lines(path):
     return path.read_text().split() if path.exists() else []
 
 
-def test_r_enter_rebuilds_and_restarts_and_ctrl_c_stops(tmp_path, run_pty):
+@pytest.mark.parametrize("how", ["module", "pyz"])
+def test_r_enter_rebuilds_and_restarts_and_ctrl_c_stops(tmp_path, run_pty, request, how):
     proj = project(tmp_path, WAITING_APP)
-    air = run_pty([], proj)
+    air = run_pty([], proj, pyz=request.getfixturevalue("pyz_path") if how == "pyz" else None)
     air.wait_for("Ctrl-C stops; r + Enter, SIGUSR1 or kill -USR1 %d rebuilds" % air.pid)
     wait_until(lambda: len(lines(proj / "starts.txt")) == 1, timeout=15, what="the first start",
                output=air.output)
