@@ -7,6 +7,9 @@ INTERVAL_S (a handful of files: one stat each, no tree walk) and puts
 writes a byte to the engine's self-pipe: the engine, on the main thread,
 reloads the config or asks the runner to restart the app. Editors that save
 by renaming a new file over the old one change the inode, so that counts.
+A change is acted on once the file has kept its new signature for one more
+pass: an editor that truncates and then writes must not have its empty
+half-saved file loaded (an empty .air.toml is valid: Air's defaults).
 
 It lives as long as the engine, across config reloads: the engine tells it
 the new env_files with `watch()` (main thread; a lock guards the list).
@@ -22,6 +25,7 @@ from air_std.part import Part
 log = logging.getLogger("air_std.main")
 
 INTERVAL_S = 0.25
+_UNSET = object()  # a signature may be None (the file is gone)
 
 
 def signature(path):
@@ -46,6 +50,7 @@ class ConfigWatch(Part):
         self._lock = threading.Lock()
         self._config = config_path
         self._seen = {}
+        self._settling = {}  # path -> its new signature, not yet seen twice
         self.watch(env_paths)
 
     def watch(self, env_paths):
@@ -57,6 +62,7 @@ class ConfigWatch(Part):
             self._files = files
             # the signatures of now: a change is what happens after this call
             self._seen = {path: signature(path) for path in files}
+            self._settling = {}
 
     def run(self):
         while not self.stop_event.wait(self.interval_s):
@@ -72,10 +78,16 @@ class ConfigWatch(Part):
             with self._lock:
                 if self._files.get(path) != kind:
                     continue  # watch() replaced the list meanwhile
-                before = self._seen.get(path)
+                if now == self._seen.get(path):
+                    self._settling.pop(path, None)  # changed and changed back
+                    continue
+                if self._settling.get(path, _UNSET) != now:
+                    self._settling[path] = now  # maybe still being written: look again next pass
+                    continue
+                del self._settling[path]
                 self._seen[path] = now
-            if now != before:  # a deleted env file takes its values away too
-                self.events.put((kind, path))
-                changed = True
+            # a deleted env file takes its values away too
+            self.events.put((kind, path))
+            changed = True
         if changed:
             self.wake()

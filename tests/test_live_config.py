@@ -198,3 +198,24 @@ def test_ctrl_c_during_a_reload_stops_everything_and_runs_post_cmd(tmp_path, run
     assert "shutting down (SIGINT)" in err and "Traceback" not in err, err
     assert count_lines(proj / "starts.log") == 1  # no app from the new config
     assert count_lines(proj / "post.log") == 1  # air_std exited: post_cmd ran, once
+
+
+def test_a_config_change_counts_once_the_file_has_settled(tmp_path):
+    from air_std.configwatch import ConfigWatch
+    config, env = tmp_path / ".air.toml", tmp_path / ".env"
+    config.write_text("[build]\ncmd = 'make'\n")
+    wakes = []
+    watch = ConfigWatch(str(config), [str(env)], lambda: wakes.append(1))
+    config.write_text("")  # an editor's first half of a save: truncated
+    watch.check()
+    config.write_text("[build]\ncmd = 'make all'\n")
+    watch.check()
+    assert watch.events.empty() and not wakes  # still moving: nothing yet
+    watch.check()
+    assert watch.events.get_nowait() == ("config", str(config)) and wakes == [1]
+    watch.check()
+    assert watch.events.empty()  # one event per change
+    env.write_text("A=1\n")  # an env file created after start counts too
+    watch.check()
+    watch.check()
+    assert watch.events.get_nowait() == ("env", str(env))
