@@ -109,6 +109,7 @@ def check(paths, root):
     ConfigError naming the entry when an existing env file is not a regular
     file of at most MAX_ENV_BYTES. Missing files are fine (Air skips them)."""
     from air_std.errors import ConfigError
+    from air_std.kinds import printable  # file names come from the user: one line, always
     for path in paths:
         full = os.path.join(root, path)
         try:
@@ -116,10 +117,10 @@ def check(paths, root):
         except FileNotFoundError:
             continue
         except NotReadable as exc:
-            raise ConfigError("env_files entry %r: %s" % (path, exc)) from None
+            raise ConfigError(printable("env_files entry %r: %s" % (path, exc))) from None
         except OSError as exc:
-            raise ConfigError("env_files entry %r: cannot read %s: %s"
-                              % (path, full, exc.strerror or exc)) from None
+            raise ConfigError(printable("env_files entry %r: cannot read %s: %s"
+                                        % (path, full, exc.strerror or exc))) from None
 
 
 def load(paths, root, environ=None):
