@@ -157,6 +157,8 @@ def test_r_enter_rebuilds_and_restarts_and_ctrl_c_stops(tmp_path, run_pty, reque
     air.wait_for("restart asked for (SIGUSR1); rebuilding")
     wait_until(lambda: len(lines(proj / "starts.txt")) == 3, timeout=15, what="the third start",
                output=air.output)
+    air.type(b"\x04")  # Ctrl-D: no more keys, SIGUSR1 and Ctrl-C still work
+    air.wait_for("end of input on the terminal; r + Enter is off")
     air.type(b"\x03")  # Ctrl-C typed on the terminal
     assert air.wait() == 0, air.output()
     assert "shutting down (SIGINT)" in air.output()
@@ -223,3 +225,73 @@ def test_build_stdin_gives_the_terminal_to_the_app(tmp_path, run_pty):
     air.type(b"\x03")
     assert air.wait() == 0, air.output()
     assert "shutting down (SIGINT)" in air.output() and "Traceback" not in air.output()
+
+
+# A shell's job control in a few lines: air_std runs as a background job (its
+# own process group, not the terminal's foreground); SIGUSR2 to this wrapper
+# brings it to the foreground, as `fg` does.
+JOB_SHELL = """
+import fcntl, os, signal, subprocess, sys, termios
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+job = subprocess.Popen([sys.executable, "-m", "air_std"], process_group=0) \\
+    if sys.version_info >= (3, 11) else \\
+    subprocess.Popen([sys.executable, "-m", "air_std"], preexec_fn=lambda: os.setpgid(0, 0))
+signal.signal(signal.SIGUSR2, lambda *_: os.tcsetpgrp(0, job.pid))
+with open("job.pid", "w") as f:
+    f.write(str(job.pid))
+while True:
+    try:
+        sys.exit(job.wait())
+    except InterruptedError:
+        pass
+"""
+
+
+def test_in_the_background_air_std_leaves_the_terminal_alone(tmp_path):
+    proj = project(tmp_path, WAITING_APP)
+    master, slave = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", NO_COLOR="1")
+    shell = subprocess.Popen([sys.executable, "-c", JOB_SHELL], cwd=str(proj), env=env, stdin=slave,
+                             stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    out = bytearray()
+
+    def output():
+        while select.select([master], [], [], 0)[0]:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            out.extend(data)
+        return out.decode("utf-8", "replace")
+
+    try:
+        wait_until(lambda: "r + Enter" in output() and len(lines(proj / "starts.txt")) == 1,
+                   timeout=15, what="air_std started as a job", output=output)
+        job = int((proj / "job.pid").read_text())
+        os.write(master, b"r\n")
+        # a background read would stop air_std (SIGTTIN); it keeps running, and the line waits
+        os.kill(job, signal.SIGUSR1)
+        wait_until(lambda: len(lines(proj / "starts.txt")) == 2, timeout=15, what="SIGUSR1's restart",
+                   output=output)
+        with open("/proc/%d/stat" % job) as f:
+            assert f.read().rpartition(")")[2].split()[0] != "T", output()
+        assert "r typed" not in output()
+        os.kill(shell.pid, signal.SIGUSR2)  # `fg`: the waiting line is now read
+        wait_until(lambda: "restart asked for (r typed)" in output(), timeout=15,
+                   what="the line read in the foreground", output=output)
+        wait_until(lambda: len(lines(proj / "starts.txt")) == 3, timeout=15, what="r's restart",
+                   output=output)
+        os.write(master, b"\x03")
+        assert shell.wait(15) == 0, output()
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            try:
+                os.killpg(int((proj / "job.pid").read_text()), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+            shell.wait(5)
+        os.close(master)
