@@ -1,5 +1,6 @@
-"""The app's lifecycle: its command line, starting it, noticing that it
-exited, `rerun`, and stopping its whole tree.
+"""The app's lifecycle: its command line, starting it (with air_std's stdin
+when build.stdin is set), noticing that it exited, `rerun` and its back-off
+after quick crashes, and stopping its whole tree.
 
 Used by the runner thread only; no thread of its own. There is at most one
 app at a time, plus, after it exited on its own, what it left running (its
