@@ -190,6 +190,7 @@ class Runner(Part):
         # stop_on_error = false: like Air, the app is restarted even after a failed
         # build (from the binary the last good build left), and the browser is not
         # shown the failure, since the reload that follows the restart would replace it
+        self._env_why = None  # an env file edited during the build: this start reads it
         self.app_life.restart()
 
     def _stop_after_failure(self):
