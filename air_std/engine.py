@@ -397,6 +397,10 @@ class Engine:
         except AirError as exc:
             log.error("%s; still running with the config loaded before", exc)
             return
+        except Exception as exc:  # an OSError outside load_config's own checks: still one line
+            log.error("%s: cannot load it again (%s); still running with the config loaded before",
+                      name, exc)
+            return
         for warning in cfg.warnings:
             log.warning("%s", warning)
         log.info("%s changed; restarting with the new config", name)
