@@ -1,5 +1,6 @@
-"""The app's lifecycle: its command line, starting it, noticing that it
-exited, `rerun`, and stopping its whole tree.
+"""The app's lifecycle: its command line, starting it (with air_std's stdin
+when build.stdin is set), noticing that it exited, `rerun` and its back-off
+after quick crashes, and stopping its whole tree.
 
 Used by the runner thread only; the app's output is copied by the thread
 appoutput.py starts for each app, whose tail `check()` hands to
@@ -17,7 +18,7 @@ import signal
 import subprocess
 import time
 
-from air_std import envfile, events, process, proctable
+from air_std import envfile, events, process, proctable, terminal
 from air_std.appoutput import AppOutput
 
 __all__ = ["App", "MIN_GRACE_S"]
@@ -30,6 +31,14 @@ main_log = logging.getLogger("air_std.main")
 # With Air's default kill_delay of 0 Air sends SIGKILL at once; air_std still gives
 # the app this long to exit on SIGTERM/SIGINT before escalating.
 MIN_GRACE_S = 0.5
+# `rerun` with an app that fails at once would restart it rerun_delay apart
+# forever, filling the terminal. A failure (non-zero status or a signal) within
+# CRASH_WITHIN_S of the start counts as a crash; each crash in a row doubles the
+# wait, up to CRASH_DELAY_CAP_S (or rerun_delay, when that is longer). A run
+# longer than that, an exit with status 0 (Air's rerun: a job run in a loop)
+# or a new build resets the count.
+CRASH_WITHIN_S = 3.0
+CRASH_DELAY_CAP_S = 5.0
 
 
 class App:
@@ -57,6 +66,9 @@ class App:
         self.proc = None
         self._exited = None  # exited on its own; its group may linger until the next stop
         self._rerun_at = None
+        self._started_at = None
+        self._tty_settings = None  # build.stdin: the terminal as it was before the app ran
+        self.crashes = 0  # quick failures in a row, for `rerun`'s back-off
 
     @property
     def grace_s(self):
@@ -101,9 +113,16 @@ class App:
         env.setdefault("PYTHONUNBUFFERED", "1")
         shown = command if shell else " ".join(shlex.quote(a) for a in command)
         log.info("running %s", shown)
+        # build.stdin: the app inherits air_std's stdin. It stays in its own session,
+        # so the terminal's Ctrl-C still reaches air_std only (which stops the app),
+        # and a process reading a terminal that is not its controlling one gets no
+        # SIGTTIN: it reads whatever air_std, which then reads nothing, is given.
+        stdin = None if self.cfg.build.stdin else subprocess.DEVNULL
+        if self.cfg.build.stdin:
+            self._tty_settings = terminal.save()
         try:
             self.proc = process.spawn(command, cwd=self.cfg.root_path, env=env, shell=shell,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                      stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
             main_log.error("cannot start the app (%s): %s", shown, exc)
             self.on_exited(None, "cannot start the app (%s): %s" % (shown, exc))
@@ -113,6 +132,7 @@ class App:
         self.output = AppOutput(self.proc.stdout, self.proc.stderr, out_fd, 2)
         self.output.start()
         events.emit("app_started", pid=self.proc.pid, command=shown)
+        self._started_at = self.clock()
         self.on_started()
         return True
 
@@ -144,14 +164,32 @@ class App:
             if process.group_alive(proc.pid):
                 self._exited = proc
             if self.cfg.build.rerun:
-                self._rerun_at = now + self.cfg.build.rerun_delay_s
+                self._rerun_at = now + self._rerun_delay(proc.returncode, now)
         if self._rerun_at is not None and now >= self._rerun_at and self.proc is None:
             self._rerun_at = None
             self.restart()  # the stop is for what the previous run left behind
 
+    def _rerun_delay(self, code, now):
+        """rerun_delay, or the back-off after quick crashes (logged)."""
+        delay = self.cfg.build.rerun_delay_s
+        quick = self._started_at is not None and now - self._started_at < CRASH_WITHIN_S
+        if code == 0 or not quick:
+            self.crashes = 0
+            return delay
+        self.crashes += 1
+        cap = max(delay, CRASH_DELAY_CAP_S)
+        # rerun_delay = 0 still backs off: a crash loop with no pause at all is the worst case
+        delay = min(cap, (delay or 0.25) * 2 ** (self.crashes - 1))
+        main_log.warning("app crashed %d %s; waiting %.1fs before running it again "
+                         "(an edit or a restart asked for runs it sooner)",
+                         self.crashes, "time" if self.crashes == 1 else "times", delay)
+        return delay
+
     def cancel_rerun(self):
-        """A build starts: it, not `rerun`, starts the next app."""
+        """A build starts: it, not `rerun`, starts the next app (so new code starts
+        the crash count afresh)."""
         self._rerun_at = None
+        self.crashes = 0
 
     def wait_s(self, longest):
         """How long the runner may wait before check() has something to do."""
@@ -171,11 +209,19 @@ class App:
         if proc is None:
             self._stop_daemons(sig)
             self._finish_exited_output()
+            self._give_terminal_back()
             return
         code = process.stop(proc, sig, grace_s=self.grace_s, name="app", force=self.force, adopt=True)
         self._finish_exited_output()
         self._finish_output()
         log.info("app stopped (%s)", process.describe_exit(code))
+        self._give_terminal_back()
+
+    def _give_terminal_back(self):
+        # an app stopped at a pdb or readline prompt leaves the terminal without
+        # echo; the next app, and the shell after air_std, need it as it was
+        saved, self._tty_settings = self._tty_settings, None
+        terminal.restore(saved)
 
     def _stop_daemons(self, sig):
         # With no app to stop, what it daemonized (double fork, setsid: out of its

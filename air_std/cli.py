@@ -58,6 +58,10 @@ signals:
   SIGINT (Ctrl-C), SIGTERM, SIGHUP   stop the app, run post_cmd, exit 0
   SIGQUIT (Ctrl-\\), a second Ctrl-C  kill everything now
   SIGUSR1 (kill -USR1 PID)           rebuild and restart the app now
+  r + Enter (stdin a terminal)       the same (off with build.stdin = true)
+
+while it runs, an edited env file restarts the app; an edited config file is
+loaded again (a bad edit is one error line and the running config stays)
 
 config overrides (Air's dotted flags; applied after the file):
   --build.cmd "make build"            --KEY VALUE or --KEY=VALUE, any config key
@@ -276,6 +280,8 @@ def _run(opts):
         sys.stdout.write(json.dumps(config.config_to_dict(cfg), indent=2) + "\n")
         sys.stdout.flush()
         return 0
+    from air_std import envfile
+    envfile.check(cfg.env_files, cfg.root_path)  # a FIFO there would hang the first start
     log.setup_from_config(cfg, opts.debug, colour_mode=opts.color)
     if opts.json:
         from air_std import events
@@ -289,7 +295,12 @@ def _run(opts):
         from air_std.once import Once
         once = Once(opts.ready_url, opts.ready_after_s, opts.ready_timeout_s, cfg.proxy.app_port)
     from air_std import engine
-    return engine.run(cfg, app_args=opts.app_args, once=once)
+
+    def reload_config():
+        # the same file and flags as at start; warnings are logged by the engine
+        cfg = config.load_config(opts.config_file, opts.overrides)
+        return _run_config(cfg, opts) if opts.run_command is not None else cfg
+    return engine.run(cfg, app_args=opts.app_args, once=once, reload_config=reload_config)
 
 
 def _run_config(cfg, opts):

@@ -25,6 +25,17 @@ builds and starts the app once and, when it knows the result, wakes the
 main thread through the same self-pipe; the shutdown sequence is the same
 and the exit code is the result's (128 + N after a stop signal N). tmp_dir
 is created only when a build may write there (some pre_cmd or cmd).
+
+Without --once, two more parts live as long as the engine: "air-configwatch" (the config
+file and env_files, configwatch.py) and, when stdin is a terminal and
+build.stdin is off, "air-keys" (`r` + Enter, keys.py). They too only write
+a byte to the self-pipe. An edited env file makes the runner restart the app
+(no build). An edited config file is loaded on the main thread; when it is
+good, the parts above are stopped in their stop order (no post_cmd, no
+cleanup, no sweep: air_std is not exiting) and parts built from the new
+config are started in their start order, in this process: one code path
+for stopping, so a Ctrl-C during a reload still stops everything. A config
+that does not load is one error line, and the running parts go on.
 """
 
 import errno
@@ -37,7 +48,7 @@ import sys
 import threading
 import time
 
-from air_std import early_signals, events, log as airlog, process, version_line, waitio
+from air_std import early_signals, envfile, events, log as airlog, process, version_line, waitio
 from air_std.errors import AirError
 
 log = logging.getLogger("air_std.main")
@@ -72,6 +83,10 @@ LEFT_ALONE = ("SIGKILL", "SIGSTOP", "SIGCHLD", "SIGURG", "SIGWINCH", "SIGCONT", 
 # yarn and a closing terminal deliver the same Ctrl-C or hang-up twice at once.
 SECOND_SIGNAL_AFTER_S = 0.5
 _CRASH = 0  # byte written by a crashed thread; signal numbers are never 0
+# bytes written by the engine's own threads; signal numbers stay below 128
+_FILES_CHANGED = 254   # configwatch: the config file or an env file changed
+_KEY_RESTART = 253     # keys: `r` + Enter
+_NOT_SIGNALS = frozenset((_CRASH, _FILES_CHANGED, _KEY_RESTART))
 
 
 def _numbers(names):
@@ -104,21 +119,31 @@ def signal_name(number):
         return "signal %d" % number
 
 
-def run(cfg, app_args=(), once=None):
+def run(cfg, app_args=(), once=None, reload_config=None):
     """Run until a signal (or, with once, until the app is ready or failed); return
-    the exit code (0 after a clean stop; once.py's codes; 128+N after signal N under --once)."""
-    return Engine(cfg, app_args, once).run()
+    the exit code (0 after a clean stop; once.py's codes; 128+N after signal N under --once).
+    reload_config(): loads the config again (the same file and flags), for
+    when the config file is edited; None: the config file is not watched."""
+    return Engine(cfg, app_args, once, reload_config).run()
 
 
 class Engine:
     """One run of air_std; `run()` on the main thread returns the exit code."""
 
-    def __init__(self, cfg, app_args=(), once=None):
+    def __init__(self, cfg, app_args=(), once=None, reload_config=None):
         self.cfg = cfg
         self.app_args = list(app_args)
         self.once = once  # once.Once under --once: no watcher, the run ends by itself
         self._stop_signal = None
+        # under --once nothing is watched, the config file included
+        self.reload_config = reload_config if once is None else None
         self.shutdown = threading.Event()
+        # the stop Event of the parts built from one config; a reload makes a new one
+        self._generation_stop = threading.Event()
+        self.config_watch = None
+        self.keys = None
+        self._written = []  # files air_std wrote under earlier configs (clean_on_exit)
+        self._files_pending = False
         self.force = threading.Event()
         self.crashed = []
         self.failed = []  # parts that stopped on a fault they reported (the root is gone)
@@ -177,6 +202,17 @@ class Engine:
         except (BlockingIOError, OSError, TypeError):
             pass
 
+    def _wake(self, byte):
+        """From the engine's own threads: a byte on the self-pipe."""
+        try:
+            os.write(self._wake_w, bytes([byte]))
+        except (BlockingIOError, OSError, TypeError):
+            pass  # full: a wake-up is pending; closed: air_std is exiting
+
+    def _stop_now(self):
+        self.shutdown.set()
+        self._generation_stop.set()
+
     def _read_wakeups(self, timeout):
         """Wait up to timeout for bytes on the self-pipe; return them (b"" on timeout)."""
         try:
@@ -193,7 +229,12 @@ class Engine:
             return b""
 
     def _note_wakeups(self, data):
-        signals = set(b for b in data if b != _CRASH)
+        if _KEY_RESTART in data and self.runner is not None and not self.shutdown.is_set():
+            self.runner.request_restart("r typed")
+        if _FILES_CHANGED in data:
+            # acted on in the main loop only: this also runs while a reload joins parts
+            self._files_pending = True
+        signals = set(b for b in data if b not in _NOT_SIGNALS)
         for sig in sorted(signals - _STOPPING):
             self._note_other_signal(sig)
         signals &= _STOPPING
@@ -209,7 +250,7 @@ class Engine:
             if not self.force.is_set():
                 log.warning("second signal: killing everything now")
             self.force.set()
-        self.shutdown.set()
+        self._stop_now()
 
     def _note_other_signal(self, sig):
         """A signal that does not stop air_std: SIGUSR1 restarts, the rest are ignored."""
@@ -235,15 +276,18 @@ class Engine:
             while not self.shutdown.is_set():
                 data = self._read_wakeups(1.0)
                 if self.crashed or self.failed or self._once_over():
-                    self.shutdown.set()
+                    self._stop_now()
                 self._note_wakeups(data)
+                if self._files_pending and not self.shutdown.is_set():
+                    self._files_pending = False
+                    self._files_changed()
             if self._once_over() and self._stop_signal is None:
                 self._stop_reason = "--once: %s" % once_codes()[self.once.code]
             if not self.crashed and not self.failed:
                 log.info("shutting down (%s)", self._stop_reason)
         finally:
             # also on AirError from _start (port in use...): nothing may be left running
-            self.shutdown.set()
+            self._stop_now()
             self._stop_parts()
         code = self._exit_code()
         events.emit("shutdown", exit_code=code, reason=self._stop_reason)
@@ -270,13 +314,6 @@ class Engine:
             return 128 + self._stop_signal
         return 0
 
-    def _once_done(self):
-        """From the runner thread: the --once run has its result."""
-        try:
-            os.write(self._wake_w, bytes([_CRASH]))
-        except (BlockingIOError, OSError, TypeError):
-            pass
-
     def _start(self):
         cfg = self.cfg
         self._check_root()
@@ -289,13 +326,51 @@ class Engine:
         if banner:
             airlog.write_raw(banner)
         pid = os.getpid()
-        log.info("pid %d: Ctrl-C stops; SIGUSR1 or kill -USR1 %d rebuilds and restarts the app", pid, pid)
+        if self.once is None:  # --once: nothing to type, nothing watched
+            self._sync_keys()
+        log.info("pid %d: Ctrl-C stops; %sSIGUSR1 or kill -USR1 %d rebuilds and restarts the app",
+                 pid, "r + Enter, " if self.keys else "", pid)
+        if self.once is None:
+            self._start_watching_config()
+        self._start_parts()
+
+    def _sync_keys(self):
+        """Read r + Enter when stdin is a terminal and build.stdin is off (at
+        start, and again after a reload that changed build.stdin)."""
+        from air_std import terminal
+        wanted = not self.cfg.build.stdin and terminal.is_tty()
+        if self.cfg.build.stdin:
+            log.info("build.stdin = true: the terminal's input goes to the app")
+        if wanted and self.keys is None:
+            from air_std.keys import Keys
+            self.keys = Keys(lambda: self._wake(_KEY_RESTART), on_crash=self.request_shutdown)
+            self.keys.start()
+        elif not wanted and self.keys is not None:
+            keys, self.keys = self.keys, None
+            self._step("stopping %s" % keys.name, keys.stop)
+            self._step("waiting for %s" % keys.name, lambda: self._join(keys))
+
+    def _env_paths(self, cfg):
+        return [os.path.join(cfg.root_path, p) for p in cfg.env_files]
+
+    def _start_watching_config(self):
+        from air_std.configwatch import ConfigWatch
+        path = self.cfg.config_path if self.reload_config is not None else None
+        self.config_watch = ConfigWatch(path, self._env_paths(self.cfg),
+                                        lambda: self._wake(_FILES_CHANGED),
+                                        on_crash=self.request_shutdown)
+        self.config_watch.start()
+
+    def _start_parts(self):
+        """Build and start the parts from self.cfg, in their start order."""
+        cfg = self.cfg
         self._make_tmp()
         proxy, watcher, rules, runner = self._make_parts()
         self.runner = runner
         runner.on_root_gone = self.part_failed
         if self.once is not None:
-            self.once.on_done = self._once_done
+            # from the runner thread: the result is in; the main loop reads once.code
+            self.once.on_done = lambda: self._wake(_CRASH)
         self.parts = [p for p in (watcher, rules, runner, proxy) if p is not None]
         for part in (proxy, watcher, rules, runner):
             if part is None:
@@ -322,14 +397,77 @@ class Engine:
             from air_std.rule_runner import RuleRunner
             rule_changes = queue.Queue()
             # the runner's queue carries a rule's `restart = true` (RestartApp)
-            rules = RuleRunner(cfg, rule_changes, self.shutdown, force=self.force,
+            rules = RuleRunner(cfg, rule_changes, self._generation_stop, force=self.force,
                                runner_inbox=changes, proxy=proxy)
         watcher = None
         if self.once is None:  # --once builds and starts once: nothing to watch for
-            watcher = Watcher.from_config(cfg, changes, self.shutdown, rule_queue=rule_changes)
-        runner = Runner(cfg, changes, self.shutdown, force=self.force, listener=proxy,
+            watcher = Watcher.from_config(cfg, changes, self._generation_stop, rule_queue=rule_changes)
+        runner = Runner(cfg, changes, self._generation_stop, force=self.force, listener=proxy,
                         app_args=self.app_args, once=self.once)
         return proxy, watcher, rules, runner
+
+    # --- the config file and env files, edited while air_std runs ---
+    def _files_changed(self):
+        kinds = {}
+        while True:
+            try:
+                kind, path = self.config_watch.events.get_nowait()
+            except queue.Empty:
+                break
+            kinds.setdefault(kind, path)
+        if "config" in kinds:
+            self._reload(kinds["config"])  # the new parts read the env files anyway
+        elif "env" in kinds and self.runner is not None:
+            self.runner.request_app_restart(os.path.relpath(kinds["env"], self.cfg.root_path) + " changed")
+
+    def _reload(self, path):
+        """The config file changed: load it; when good, stop the parts and start
+        new ones from it. A bad edit is one error line; the running parts go on."""
+        name = os.path.basename(path)
+        if not os.path.exists(path):
+            log.warning("%s was removed; air_std keeps running with the config it has", name)
+            return
+        try:
+            cfg = self.reload_config()
+            saved, self.cfg = self.cfg, cfg
+            try:
+                self._check_root()
+            finally:
+                self.cfg = saved
+            envfile.check(cfg.env_files, cfg.root_path)
+        except AirError as exc:
+            log.error("%s; still running with the config loaded before", exc)
+            return
+        except Exception as exc:  # an OSError outside load_config's own checks: still one line
+            log.error("%s: cannot load it again (%s); still running with the config loaded before",
+                      name, exc)
+            return
+        for warning in cfg.warnings:
+            log.warning("%s", warning)
+        log.info("%s changed; restarting with the new config", name)
+        if self.runner is not None:
+            self.runner.post_cmd_at_end = False
+            self._written.extend(self.runner.written_files)
+        for part in self.parts:
+            self._step("stopping %s" % part.name, part.stop)
+            self._step("waiting for %s" % part.name, lambda: self._join(part))
+        old = self.cfg
+        self.parts, self.runner = [], None
+        if self.shutdown.is_set():  # a Ctrl-C during the reload: exiting after all
+            from air_std.postcmd import run_post_cmd
+            self._step("running post_cmd", lambda: run_post_cmd(old, self.force))
+            return
+        self.cfg = cfg
+        self._generation_stop = threading.Event()
+        self.config_watch.watch(self._env_paths(cfg))
+        if cfg.build.stdin != old.build.stdin:
+            self._sync_keys()
+        try:
+            self._start_parts()
+        except Exception as exc:  # AirError (a port taken) or OSError: one line, then stop
+            log.error("cannot start with the new config: %s; stopping", exc)
+            self.failed.append("reload")
+            self._stop_now()
 
     def _make_tmp(self):
         cfg = self.cfg
@@ -376,7 +514,8 @@ class Engine:
     def _stop_parts(self):
         """Each step runs even if an earlier one failed: nothing may be left running."""
         try:
-            for part in self.parts:
+            engine_parts = [p for p in (self.config_watch, self.keys) if p is not None]
+            for part in engine_parts + self.parts:
                 self._step("stopping %s" % part.name, part.stop)
                 self._step("waiting for %s" % part.name, lambda: self._join(part))
             self._step("cleaning tmp_dir", self._clean_tmp)
@@ -415,7 +554,8 @@ class Engine:
             shutil.rmtree(cfg.tmp_path, ignore_errors=True)  # the unresolved path: rmtree refuses symlinks
             log.info("removed %s", cfg.tmp_path)
             return
-        for path in self.runner.written_files if self.runner else ():
+        written = self._written + (list(self.runner.written_files) if self.runner else [])
+        for path in written:
             if os.path.realpath(path).startswith(tmp + os.sep):
                 try:
                     os.remove(path)

@@ -1,14 +1,21 @@
 """Reading `env_files` (dotenv format) for the app's environment.
 
 Called by the runner thread before each build, app start and post_cmd, so
-edits to .env take effect at the next restart. Air's rules: missing files
-are skipped, later files override earlier ones, and a variable already set
-in air_std's own environment wins over every file.
+edits to .env take effect at the next restart (configwatch.py restarts the
+app when one is edited). Air's rules: missing files are skipped, later files
+override earlier ones, and a variable already set in air_std's own
+environment wins over every file.
+
+Only regular files of at most MAX_ENV_BYTES are read, opened without
+blocking: an entry naming a FIFO would otherwise wait for a writer forever,
+and the runner with it (then no restart and no shutdown). Anything else is
+one warning line naming the file and the app starts without it.
 """
 
 import logging
 import os
 import re
+import stat
 
 log = logging.getLogger("air_std.runner")
 
@@ -51,6 +58,71 @@ def parse(text):
     return values
 
 
+# A .env of a real project is a few hundred bytes; the bound keeps a wrong entry
+# (a log, /dev/zero) from filling memory.
+MAX_ENV_BYTES = 256 * 1024
+
+
+class NotReadable(Exception):
+    """An env file that is not a regular file, or too large: the message says which."""
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def _check(st, full):
+    if not stat.S_ISREG(st.st_mode):
+        what = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        raise NotReadable("%s is %s, not a regular file; env_files must name .env files"
+                          % (full, what))
+    if st.st_size > MAX_ENV_BYTES:
+        raise NotReadable("%s has %d bytes; an env file may have at most %d"
+                          % (full, st.st_size, MAX_ENV_BYTES))
+
+
+def read_text(full):
+    """The file's text: a regular file, at most MAX_ENV_BYTES. Raises
+    FileNotFoundError, NotReadable, OSError or UnicodeDecodeError; never blocks."""
+    _check(os.stat(full), full)  # a device is never opened
+    fd = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        _check(os.fstat(fd), full)  # replaced between the stat and the open
+        chunks, size = [], 0
+        while size <= MAX_ENV_BYTES:
+            chunk = os.read(fd, MAX_ENV_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > MAX_ENV_BYTES:  # it grew while read
+        raise NotReadable("%s has more than %d bytes; an env file may have at most that"
+                          % (full, MAX_ENV_BYTES))
+    return b"".join(chunks).decode("utf-8")
+
+
+def check(paths, root):
+    """Before the app first runs (and before a reloaded config is used):
+    ConfigError naming the entry when an existing env file is not a regular
+    file of at most MAX_ENV_BYTES. Missing files are fine (Air skips them)."""
+    from air_std.errors import ConfigError
+    from air_std.kinds import printable  # file names come from the user: one line, always
+    for path in paths:
+        full = os.path.join(root, path)
+        try:
+            _check(os.stat(full), full)
+        except FileNotFoundError:
+            continue
+        except NotReadable as exc:
+            raise ConfigError(printable("env_files entry %r: %s" % (path, exc))) from None
+        except OSError as exc:
+            raise ConfigError(printable("env_files entry %r: cannot read %s: %s"
+                                        % (path, full, exc.strerror or exc))) from None
+
+
 def load(paths, root, environ=None):
     """The environment for the app: environ plus the files' values it does not set."""
     environ = dict(os.environ if environ is None else environ)
@@ -58,12 +130,15 @@ def load(paths, root, environ=None):
     for path in paths:
         full = os.path.join(root, path)
         try:
-            with open(full, encoding="utf-8") as f:
-                from_files.update(parse(f.read()))
+            from_files.update(parse(read_text(full)))
         except FileNotFoundError:
             continue
-        except (OSError, UnicodeDecodeError) as exc:
-            log.warning("cannot read env file %s: %s", full, exc)
+        except NotReadable as exc:
+            log.warning("env file skipped: %s", exc)
+        except UnicodeDecodeError as exc:
+            log.warning("env file skipped: %s is not UTF-8 text (byte %d)", full, exc.start)
+        except OSError as exc:
+            log.warning("env file skipped: cannot read %s: %s", full, exc.strerror or exc)
     for key, value in from_files.items():
         environ.setdefault(key, value)
     return environ

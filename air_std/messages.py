@@ -1,6 +1,7 @@
 """Messages passed between threads through queues (watcher -> runner,
 watcher -> the rules part, engine -> runner for a restart asked for by
-hand, and the rules part -> runner for a rule with `restart = true`).
+hand or by an edited env file, and the rules part -> runner for a rule with
+`restart = true`).
 
 Frozen dataclasses so a message can be shared between threads without copies,
 plus the STOP sentinel that wakes a consumer blocked in `Queue.get(timeout=...)`.
@@ -47,9 +48,10 @@ class RestartNow:
 
 @dataclass(frozen=True)
 class RestartApp:
-    """Restart the app without building (a [[build.rules]] entry with
-    `restart = true`, after its command). `why` names the rule ("[name]"),
-    for the log line. The reload that follows is the app start's, as after a
-    build."""
+    """Restart the app without building: a [[build.rules]] entry with
+    `restart = true` (after its command), or an edited env file (the app's
+    environment changed, not its code). `why` says which ("[name]", ".env
+    changed"), for the log line. The reload that follows is the app start's,
+    as after a build."""
 
     why: str

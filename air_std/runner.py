@@ -12,12 +12,13 @@ start, exit, rerun and stop) and postcmd.py (post_cmd at shutdown).
 
 Builds are cancellable: while a build command runs, the runner keeps reading
 its queue; a new change kills the build's process group and starts the
-debounce again. A RestartNow on the queue (SIGUSR1, through the engine) is a
-change that is due at once. A RestartApp (a [[build.rules]] entry with
-`restart = true`, through the rules part) restarts the app without a build,
-unless a build is pending or running (its restart covers it) or the last
-build failed with stop_on_error (the app stays stopped until a build
-succeeds). Shutdown (the shared Event, or STOP on the queue) cancels a
+debounce again. A RestartNow on the queue (SIGUSR1 or `r` + Enter, through
+the engine) is a change that is due at once. A RestartApp restarts the app
+without a build: a [[build.rules]] entry with `restart = true` (through the
+rules part) or an edited env file (through the engine). It is skipped while a
+build is pending or running (that build's restart covers it and reads the env
+files again) and while the last build failed with stop_on_error (the app stays
+stopped until a build succeeds). Shutdown (the shared Event, or STOP on the queue) cancels a
 build and stops the app before the thread ends.
 
 Under --once (once.py) there is no loop: one build, one app start, then
@@ -88,8 +89,11 @@ class Runner(Part):
         self.listener = listener or NullListener()
         self.changes = Debouncer(cfg.build.delay_s)
         self._restart_why = None  # who asked for the restart now pending, if any
-        self._app_restart_why = None  # a rule that asked for an app restart without a build
+        self._app_restart_why = None  # a rule or an env file asked for an app restart without a build
         self._held_by_failure = False  # stop_on_error stopped the app after a failed build
+        # False when the engine stops this runner to start one from a reloaded
+        # config: post_cmd is for when air_std exits, not for a reload
+        self.post_cmd_at_end = True
         self.strays = StrayPipes()
         self.builder = Builder(cfg, self.force, self.strays, tick_s=TICK_S)
         self.app_life = App(cfg, self.stop_event, self.force, app_args,
@@ -129,6 +133,11 @@ class Runner(Part):
         if not self.should_stop:
             self.inbox.put(RestartNow(why))
 
+    def request_app_restart(self, why):
+        """From any thread: restart the app (no build), for a new environment."""
+        if not self.should_stop:
+            self.inbox.put(RestartApp(why))
+
     # --- thread body ---
     def run(self):
         try:
@@ -142,7 +151,7 @@ class Runner(Part):
                     break
                 if self.changes.due():
                     self._build_and_run(self.changes.take())
-                self._restart_app_for_rule()
+                self._restart_app_without_build()
                 self._check_app()
                 self.strays.drain()
                 process.reap_orphans()
@@ -151,7 +160,8 @@ class Runner(Part):
                 self.app_life.stop()
             finally:
                 self.strays.close()
-                run_post_cmd(self.cfg, self.force)
+                if self.post_cmd_at_end:
+                    run_post_cmd(self.cfg, self.force)
 
     def _wait_for_work(self):
         timeout = self.changes.wait_s(IDLE_WAIT_S)
@@ -175,8 +185,9 @@ class Runner(Part):
         elif isinstance(item, RestartApp):
             self._app_restart_why = item.why
 
-    def _restart_app_for_rule(self):
-        """A rule's `restart = true`: the app restarted, nothing built."""
+    def _restart_app_without_build(self):
+        """A rule's `restart = true` or an edited env file: the app restarted,
+        nothing built."""
         why, self._app_restart_why = self._app_restart_why, None
         if why is None or self.should_stop:
             return
@@ -281,7 +292,7 @@ class Runner(Part):
             self._announce(changed, why)
         self.app_life.cancel_rerun()
         ok = self._build_until_not_cancelled()
-        self._app_restart_why = None  # a rule's restart asked for meanwhile: this one covers it
+        self._app_restart_why = None  # a rule or env file asked meanwhile: this start covers it (and reads the env files)
         if ok is None or self.should_stop:  # stopped, or the build ended just as air_std was asked to
             return
         self._held_by_failure = not ok and self.cfg.build.stop_on_error

@@ -6,7 +6,7 @@ Everything about a key derives from its line in KEYS: the attributes and
 defaults of the frozen config classes (config.py), the kind a --KEY VALUE flag
 is converted with, --help's key list, --print-config's keys and their order,
 and the candidates for "did you mean". The defaults are Air's defaultConfig();
-`watcher` and `bind` are air_std's own keys.
+`watcher`, `stdin` and `bind` are air_std's own keys.
 
 A key with a unit also gets an attribute `<name>_s`: its value in seconds, for
 the threads ("ms": value / 1000; "go": Air's kill_delay rule). `zero` says
@@ -97,6 +97,8 @@ KEYS = (
     Key("build", "rerun", FLAG, False),
     Key("build", "rerun_delay", MILLISECONDS, 500, unit="ms"),
     Key("build", "ignore_dangerous_root_dir", FLAG, False),
+    # air_std's own: the app reads air_std's terminal (interactive apps, pdb)
+    Key("build", "stdin", FLAG, False),
 
     Key("log", "time", FLAG, False),
     Key("log", "main_only", FLAG, False),

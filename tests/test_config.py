@@ -584,7 +584,7 @@ def test_watcher_backend_key(tmp_path):
 
 def test_each_key_is_declared_once_and_the_classes_follow_it():
     names = [(key.section, key.name) for key in schema.KEYS]
-    assert len(names) == len(set(names)) == 48
+    assert len(names) == len(set(names)) == 49
     for section, cls in [("", Config)] + list(config.SECTION_CLASSES.items()):
         declared = schema.BY_SECTION[section]
         fields = {f.name: f for f in dataclasses.fields(cls)}
