@@ -143,13 +143,15 @@ class Engine:
         self.config_watch = None
         self.keys = None
         self._written = []  # files air_std wrote under earlier configs (clean_on_exit)
+        # tmp_path -> root_path of the configs before a reload (one may have moved tmp_dir)
+        self._earlier_tmps = {}
         self._files_pending = False
         self.force = threading.Event()
         self.crashed = []
         self.failed = []  # parts that stopped on a fault they reported (the root is gone)
         self._wake_r = self._wake_w = None
         self._old_handlers = {}
-        self._made_tmp = None  # (st_dev, st_ino) of the tmp_dir air_std created
+        self._made_tmps = {}  # tmp_path -> (st_dev, st_ino) of each tmp_dir air_std created
         self._first_signal_at = None
         self._stop_reason = "a part crashed"
         self.runner = None
@@ -448,6 +450,7 @@ class Engine:
         if self.runner is not None:
             self.runner.post_cmd_at_end = False
             self._written.extend(self.runner.written_files)
+        self._earlier_tmps[self.cfg.tmp_path] = self.cfg.root_path
         for part in self.parts:
             self._step("stopping %s" % part.name, part.stop)
             self._step("waiting for %s" % part.name, lambda: self._join(part))
@@ -480,7 +483,7 @@ class Engine:
         try:
             os.makedirs(cfg.tmp_path)
             st = os.lstat(cfg.tmp_path)
-            self._made_tmp = (st.st_dev, st.st_ino)
+            self._made_tmps[cfg.tmp_path] = (st.st_dev, st.st_ino)
         except OSError as exc:
             raise AirError("cannot create tmp_dir %s: %s" % (cfg.tmp_path, exc.strerror))
 
@@ -533,28 +536,36 @@ class Engine:
             log.debug("%s failed", what, exc_info=True)
 
     def _clean_tmp(self):
-        """clean_on_exit: remove tmp_dir only if air_std created it (and it is still that
-        directory, not a symlink put in its place), else only the files air_std wrote there."""
+        """clean_on_exit: remove each tmp_dir air_std created (and that is still that
+        directory, not a symlink put in its place), else only the files air_std wrote
+        there. After a reload that moved tmp_dir, the earlier ones too."""
         cfg = self.cfg
         if not cfg.misc.clean_on_exit:
             return
-        tmp = os.path.realpath(cfg.tmp_path)
-        root = os.path.realpath(cfg.root_path)
+        written = self._written + (list(self.runner.written_files) if self.runner else [])
+        dirs = dict(self._earlier_tmps)
+        dirs[cfg.tmp_path] = cfg.root_path
+        for tmp_path, root_path in dirs.items():
+            self._clean_one_tmp(tmp_path, root_path, written)
+
+    def _clean_one_tmp(self, tmp_path, root_path, written):
+        tmp = os.path.realpath(tmp_path)
+        root = os.path.realpath(root_path)
         if tmp == root or not tmp.startswith(root + os.sep):
             log.warning("not cleaning tmp_dir %s: it is not inside root %s", tmp, root)
             return
-        if self._made_tmp:
+        made = self._made_tmps.get(tmp_path)
+        if made:
             try:
-                st = os.lstat(cfg.tmp_path)
+                st = os.lstat(tmp_path)
             except OSError:
                 return
-            if (st.st_dev, st.st_ino) != self._made_tmp:
-                log.warning("not removing %s: it is no longer the directory air_std created", cfg.tmp_path)
+            if (st.st_dev, st.st_ino) != made:
+                log.warning("not removing %s: it is no longer the directory air_std created", tmp_path)
                 return
-            shutil.rmtree(cfg.tmp_path, ignore_errors=True)  # the unresolved path: rmtree refuses symlinks
-            log.info("removed %s", cfg.tmp_path)
+            shutil.rmtree(tmp_path, ignore_errors=True)  # the unresolved path: rmtree refuses symlinks
+            log.info("removed %s", tmp_path)
             return
-        written = self._written + (list(self.runner.written_files) if self.runner else [])
         for path in written:
             if os.path.realpath(path).startswith(tmp + os.sep):
                 try:

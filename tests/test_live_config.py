@@ -64,6 +64,27 @@ def test_editing_the_config_reloads_it_and_a_bad_edit_keeps_the_old_one(tmp_path
     assert count_lines(proj / "post.txt") == 1
 
 
+def test_clean_on_exit_removes_every_tmp_dir_after_a_reload_moved_it(tmp_path, run_air):
+    proj, port = make_project(tmp_path, top='tmp_dir = "out1"\n[misc]\nclean_on_exit = true\n')
+    (proj / "kept").mkdir()  # a tmp_dir the user made is not air_std's to remove
+    (proj / "kept" / "mine.txt").write_text("mine\n")
+    config = proj / ".air.toml"
+    air = run_air([], proj, env={"PORT": str(port)})
+    wait_until(lambda: serves(port, "one -"), timeout=15, what="the app", output=air.output)
+    assert (proj / "out1").is_dir()
+    config.write_text(config.read_text().replace('"out1"', '"out2"'))
+    wait_until(lambda: (proj / "out2").is_dir() and serves(port, "one -"), timeout=15,
+               what="the app under the new tmp_dir", output=air.output)
+    config.write_text(config.read_text().replace('"out2"', '"kept"'))
+    air.wait_for("restarting with the new config", count=2)
+    wait_until(lambda: serves(port, "one -"), timeout=15, what="the app under the third config",
+               output=air.output)
+    air.signal(signal.SIGINT)
+    assert_clean_exit(air)
+    assert not (proj / "out1").exists() and not (proj / "out2").exists(), air.output()
+    assert (proj / "kept" / "mine.txt").read_text() == "mine\n"
+
+
 def test_a_reload_restarts_the_proxy_on_its_new_port(tmp_path, run_air):
     from conftest import free_port
     app_port, first, second = free_port(), free_port(), free_port()
