@@ -18,13 +18,12 @@ their paths resolved and their lists turned into tuples.
 """
 
 import os
-import stat
 import sys
 import types
 from dataclasses import field, make_dataclass
 from typing import Optional
 
-from air_std import kinds, schema
+from air_std import kinds, schema, smallfile
 from air_std.errors import ConfigError
 from air_std.schema import BY_SECTION, KEYS, PLATFORMS, RULE_KEY, RULE_KEYS
 
@@ -457,51 +456,28 @@ def _find_file(path, cwd, base, warnings):
     return None, None
 
 
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-               (stat.S_ISSOCK, "a socket"))
-
-
 def _check_regular(st, display):
-    if stat.S_ISREG(st.st_mode):
-        if st.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError("%s: %d bytes; a config file may have at most %d (is it the right file?)"
-                              % (display, st.st_size, MAX_CONFIG_BYTES))
-        return
-    what = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
-    raise ConfigError("%s: is %s; expected a .air.toml file" % (display, what))
+    what = smallfile.file_kind(st)
+    if what is not None:
+        raise ConfigError("%s: is %s; expected a .air.toml file" % (display, what))
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError("%s: %d bytes; a config file may have at most %d (is it the right file?)"
+                          % (display, st.st_size, MAX_CONFIG_BYTES))
 
 
 def _read_config_bytes(full, display):
-    """The file's bytes: a regular file only, at most MAX_CONFIG_BYTES.
-
-    Opened without blocking (a FIFO would wait for a writer forever) and
-    checked again once open (it may have been replaced since the stat); read
-    with a bound, since /proc files and growing files say nothing true in st_size.
-    """
+    """The file's bytes: a regular file only, at most MAX_CONFIG_BYTES (smallfile.py)."""
     try:
-        _check_regular(os.stat(full), display)   # devices are never opened
-        fd = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-        try:
-            _check_regular(os.fstat(fd), display)
-            chunks, size = [], 0
-            while size <= MAX_CONFIG_BYTES:
-                chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-        finally:
-            os.close(fd)
+        data = smallfile.read_bounded(full, MAX_CONFIG_BYTES, lambda st: _check_regular(st, display))
     except OSError as exc:
         if isinstance(exc, FileNotFoundError) and os.path.islink(full):
             raise ConfigError("%s: a symbolic link to %s, which does not exist"
                               % (display, os.readlink(full))) from None
         raise ConfigError("%s: cannot read: %s" % (display, exc.strerror or exc)) from None
-    if size > MAX_CONFIG_BYTES:
+    if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError("%s: more than %d bytes; a config file may have at most that (is it the "
                           "right file?)" % (display, MAX_CONFIG_BYTES))
-    return b"".join(chunks)
+    return data
 
 
 def _read_toml(full, display):

@@ -15,7 +15,8 @@ one warning line naming the file and the app starts without it.
 import logging
 import os
 import re
-import stat
+
+from air_std import smallfile
 
 log = logging.getLogger("air_std.runner")
 
@@ -67,41 +68,23 @@ class NotReadable(Exception):
     """An env file that is not a regular file, or too large: the message says which."""
 
 
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"))
-
-
 def _check(st, full):
-    if not stat.S_ISREG(st.st_mode):
-        what = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
-        raise NotReadable("%s is %s, not a regular file; env_files must name .env files"
-                          % (full, what))
+    what = smallfile.file_kind(st)
+    if what is not None:
+        raise NotReadable("%s is %s, not a regular file; env_files must name .env files" % (full, what))
     if st.st_size > MAX_ENV_BYTES:
         raise NotReadable("%s has %d bytes; an env file may have at most %d"
                           % (full, st.st_size, MAX_ENV_BYTES))
 
 
 def read_text(full):
-    """The file's text: a regular file, at most MAX_ENV_BYTES. Raises
+    """The file's text: a regular file, at most MAX_ENV_BYTES (smallfile.py). Raises
     FileNotFoundError, NotReadable, OSError or UnicodeDecodeError; never blocks."""
-    _check(os.stat(full), full)  # a device is never opened
-    fd = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    try:
-        _check(os.fstat(fd), full)  # replaced between the stat and the open
-        chunks, size = [], 0
-        while size <= MAX_ENV_BYTES:
-            chunk = os.read(fd, MAX_ENV_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
-        os.close(fd)
-    if size > MAX_ENV_BYTES:  # it grew while read
+    data = smallfile.read_bounded(full, MAX_ENV_BYTES, lambda st: _check(st, full))
+    if len(data) > MAX_ENV_BYTES:  # it grew while read
         raise NotReadable("%s has more than %d bytes; an env file may have at most that"
                           % (full, MAX_ENV_BYTES))
-    return b"".join(chunks).decode("utf-8")
+    return data.decode("utf-8")
 
 
 def check(paths, root):

@@ -151,7 +151,11 @@ class ResponseRelay:
             raise AppGone(exc) from exc
 
     def _relay_stream(self, headers):
-        body = _Body(self, headers, self._length)
+        self._send_rest(_Body(self, headers, self._length))
+
+    def _send_rest(self, body):
+        """The rest of the app's body through `body`, unless the client went away
+        (then the app's unread rest marks the upstream connection unusable)."""
         if not body.discarding:
             for data in self._app_body():
                 body.write(data)
@@ -200,15 +204,7 @@ class ResponseRelay:
         body = _Body(self, headers, self._length)
         for data in raw:
             body.write(data)
-        if not body.discarding:
-            for data in self._app_body():
-                body.write(data)
-                if body.discarding:
-                    break
-        if body.discarding:
-            self.body_unread = True
-            return
-        body.close()
+        self._send_rest(body)
 
 
 class _Body:
