@@ -6,10 +6,13 @@ line mentions that directory after the test is a leak and fails the test.
 """
 
 import os
+import pty
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -135,7 +138,50 @@ def pyz_path(tmp_path_factory):
     return out
 
 
-class AirProcess:
+def air_std_env(env=None, **fixed):
+    """os.environ with this checkout importable and output unbuffered, then
+    `fixed`, then the test's own `env`."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env["PYTHONUNBUFFERED"] = "1"
+    full_env.update(fixed)
+    full_env.update(env or {})
+    return full_env
+
+
+class AirChild:
+    """What every air_std run of a test has: its pid, signals, a bounded wait
+    that shows the output on failure, and a kill of its whole session."""
+
+    proc = None
+
+    def output(self):
+        raise NotImplementedError
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def signal(self, sig):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout=10.0):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("air_std did not exit within %.1fs\n%s" % (timeout, self.output()))
+
+    def kill(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.proc.wait(5)
+
+
+class AirProcess(AirChild):
     """A real air_std run in its own session, with its output in files."""
 
     def __init__(self, args, cwd, env=None, pyz=None):
@@ -143,9 +189,7 @@ class AirProcess:
         self.out_path = self.cwd.parent / ("air-%s.out" % self.cwd.name)
         self.err_path = self.cwd.parent / ("air-%s.err" % self.cwd.name)
         cmd = [sys.executable, str(pyz)] if pyz else [sys.executable, "-m", "air_std"]
-        full_env = dict(os.environ)
-        full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
-        full_env["PYTHONUNBUFFERED"] = "1"
+        full_env = air_std_env()
         full_env.pop("NO_COLOR", None)
         full_env.update(env or {})
         self._out = open(self.out_path, "wb")
@@ -153,10 +197,6 @@ class AirProcess:
         self.proc = subprocess.Popen(cmd + list(args), cwd=str(self.cwd), env=full_env,
                                      stdin=subprocess.DEVNULL, stdout=self._out,
                                      stderr=self._err, start_new_session=True)
-
-    @property
-    def pid(self):
-        return self.proc.pid
 
     def stdout(self):
         return self.out_path.read_text(errors="replace")
@@ -172,25 +212,94 @@ class AirProcess:
         return wait_until(lambda: read().count(text) >= count, timeout=timeout,
                           what="%r x%d in air_std's %s" % (text, count, stream), output=self.output)
 
-    def signal(self, sig):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-
-    def wait(self, timeout=10.0):
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("air_std did not exit within %.1fs\n%s" % (timeout, self.output()))
-
     def close(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self.proc.wait(5)
+        self.kill()
         self._out.close()
         self._err.close()
+
+
+# Makes the pty air_std's controlling terminal (start_new_session made it a
+# session leader), then becomes air_std: the pty's foreground group is air_std's,
+# as when a user runs it in a terminal.
+TAKE_TTY = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+            "os.execv(sys.executable, [sys.executable] + sys.argv[1:])")
+
+
+class PtyAir(AirChild):
+    """air_std with a pseudo-terminal as its stdout and stderr, and as its
+    stdin and controlling terminal unless output_only (then stdin is
+    /dev/null). colour: as a user's terminal (TERM=xterm, no NO_COLOR)."""
+
+    def __init__(self, args, cwd, env=None, pyz=None, output_only=False, colour=False):
+        self.master, slave = pty.openpty()
+        full_env = air_std_env() if colour else air_std_env(NO_COLOR="1")
+        if colour:
+            full_env.pop("NO_COLOR", None)
+            full_env.pop("FORCE_COLOR", None)
+            full_env["TERM"] = "xterm"
+        full_env.pop("PYTHONBREAKPOINT", None)
+        full_env.update(env or {})
+        air_std = [str(pyz)] if pyz else ["-m", "air_std"]
+        if output_only:
+            cmd, stdin = [sys.executable] + air_std + list(args), subprocess.DEVNULL
+        else:
+            cmd, stdin = [sys.executable, "-c", TAKE_TTY] + air_std + list(args), slave
+        try:
+            self.proc = subprocess.Popen(cmd, cwd=str(cwd), env=full_env, stdin=stdin, stdout=slave,
+                                         stderr=slave, start_new_session=True)
+        finally:
+            os.close(slave)
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        # the pty must be read all along, or air_std blocks writing its log
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        while not self._done.is_set():
+            ready = select.select([self.master], [], [], 0.1)[0]
+            if not ready:
+                continue
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:  # EIO: every slave end is closed
+                return
+            if not data:
+                return
+            with self._lock:
+                self._buf += data
+
+    def output(self):
+        with self._lock:
+            return self._buf.decode("utf-8", "replace")
+
+    def wait_for(self, text, count=1, timeout=15.0):
+        wait_until(lambda: self.output().count(text) >= count, timeout=timeout,
+                   what="%r x%d on the terminal" % (text, count), output=self.output)
+
+    def type(self, data):
+        os.write(self.master, data)
+
+    def close(self):
+        self.kill()
+        self._done.set()
+        self._reader.join(2)
+        os.close(self.master)
+
+
+@pytest.fixture
+def run_pty():
+    started = []
+
+    def start(args, cwd, env=None, pyz=None, **how):
+        air = PtyAir(args, cwd, env, pyz, **how)
+        started.append(air)
+        return air
+
+    yield start
+    for air in started:
+        air.close()
 
 
 @pytest.fixture

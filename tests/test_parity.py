@@ -11,16 +11,13 @@ real pseudo-terminal (`pty`), since air_std only does it on a terminal.
 
 import json
 import os
-import pty
-import select
 import signal
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from conftest import REPO, free_port, http_get, pid_alive, wait_until
+from conftest import free_port, http_get, pid_alive, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -235,92 +232,33 @@ def test_colour_names_as_air_has_them(tmp_path, run_air):
     assert "\nrunner  | running" in err  # raw: no colour
 
 
-class PtyAir:
-    """air_std with its stdout and stderr on a pseudo-terminal."""
-
-    def __init__(self, args, cwd, env=None):
-        self.master, slave = pty.openpty()
-        full_env = dict(os.environ)
-        full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
-        full_env.pop("NO_COLOR", None)
-        full_env.pop("FORCE_COLOR", None)
-        full_env["TERM"] = "xterm"
-        full_env.update(env or {})
-        self.proc = subprocess.Popen([PY, "-m", "air_std"] + list(args), cwd=str(cwd), env=full_env,
-                                     stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
-                                     start_new_session=True)
-        os.close(slave)
-        self.data = b""
-        self.closed = False
-
-    def text(self):
-        while not self.closed and select.select([self.master], [], [], 0)[0]:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:  # EIO: every writer has gone
-                break
-            if not chunk:
-                break
-            self.data += chunk
-        return self.data.decode("utf-8", "replace")
-
-    def wait_for(self, text, count=1):
-        wait_until(lambda: self.text().count(text) >= count, timeout=15,
-                   what="%r on the terminal" % text, output=self.text)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGINT)
-        try:
-            code = self.proc.wait(15)
-        finally:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-            self.text()
-            os.close(self.master)
-            self.closed = True
-        return code
+def stop(air):
+    air.signal(signal.SIGINT)
+    return air.wait(15)
 
 
-@pytest.fixture
-def on_a_terminal():
-    runs = []
-
-    def start(args, cwd, env=None):
-        run = PtyAir(args, cwd, env)
-        runs.append(run)
-        return run
-
-    yield start
-    for run in runs:
-        if run.proc.poll() is None:
-            os.killpg(run.proc.pid, signal.SIGKILL)
-            run.proc.wait(5)
-
-
-def test_auto_colours_a_terminal_unless_no_color(tmp_path, on_a_terminal):
+def test_auto_colours_a_terminal_unless_no_color(tmp_path, run_pty):
     proj = project(tmp_path)
-    air = on_a_terminal([], proj)
+    air = run_pty([], proj, output_only=True, colour=True)
     air.wait_for("kill -USR1")
-    assert air.stop() == 0
-    assert MAGENTA in air.text()
-    air = on_a_terminal([], proj, env={"NO_COLOR": "1"})
+    assert stop(air) == 0
+    assert MAGENTA in air.output()
+    air = run_pty([], proj, env={"NO_COLOR": "1"}, output_only=True, colour=True)
     air.wait_for("kill -USR1")
-    assert air.stop() == 0
-    assert "\x1b[3" not in air.text()
+    assert stop(air) == 0
+    assert "\x1b[3" not in air.output()
 
 
-def test_clear_on_rebuild_clears_before_the_changed_line(tmp_path, on_a_terminal):
+def test_clear_on_rebuild_clears_before_the_changed_line(tmp_path, run_pty):
     # Air's start(): the screen is cleared, then "x has changed" is printed on it
     proj = project(tmp_path, rest="[screen]\nclear_on_rebuild = true\n")
-    air = on_a_terminal(["--color", "never"], proj)
-    started(proj, 1, air.text)
+    air = run_pty(["--color", "never"], proj, output_only=True, colour=True)
+    started(proj, 1, air.output)
     (proj / "note.txt").write_text("changed")
     air.wait_for("note.txt changed; rebuilding")
-    started(proj, 2, air.text)
-    assert air.stop() == 0
-    text = air.text()
+    started(proj, 2, air.output)
+    assert stop(air) == 0
+    text = air.output()
     assert text.index("\x1b[2J") < text.index("note.txt changed; rebuilding"), text
 
 

@@ -2,7 +2,6 @@
 `r` + Enter, build.stdin = true (the app reads the terminal, pdb works),
 Ctrl-C typed on the terminal, and SIGUSR1 beside them."""
 
-import fcntl
 import os
 import pty
 import select
@@ -10,105 +9,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 
 import pytest
 
-from conftest import REPO, wait_until
+from conftest import air_std_env, wait_until
 
 pytestmark = pytest.mark.e2e
-
-# Makes the pty air_std's controlling terminal (start_new_session made it a
-# session leader), then becomes air_std: the pty's foreground group is air_std's,
-# as when a user runs it in a terminal.
-TAKE_TTY = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
-            "os.execv(sys.executable, [sys.executable] + sys.argv[1:])")
-
-
-class PtyAir:
-    """air_std with a pseudo-terminal as its stdin, stdout and stderr."""
-
-    def __init__(self, args, cwd, env=None, pyz=None):
-        self.master, slave = pty.openpty()
-        full_env = dict(os.environ)
-        full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
-        full_env.update({"PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
-        full_env.pop("PYTHONBREAKPOINT", None)
-        full_env.update(env or {})
-        try:
-            air_std = [str(pyz)] if pyz else ["-m", "air_std"]
-            self.proc = subprocess.Popen([sys.executable, "-c", TAKE_TTY] + air_std + args,
-                                         cwd=str(cwd), env=full_env, stdin=slave, stdout=slave,
-                                         stderr=slave, start_new_session=True)
-        finally:
-            os.close(slave)
-        self._buf = bytearray()
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        # the pty must be read all along, or air_std blocks writing its log
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        while not self._done.is_set():
-            ready = select.select([self.master], [], [], 0.1)[0]
-            if not ready:
-                continue
-            try:
-                data = os.read(self.master, 4096)
-            except OSError:  # EIO: every slave end is closed
-                return
-            if not data:
-                return
-            with self._lock:
-                self._buf += data
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def output(self):
-        with self._lock:
-            return self._buf.decode("utf-8", "replace")
-
-    def wait_for(self, text, count=1, timeout=15.0):
-        wait_until(lambda: self.output().count(text) >= count, timeout=timeout,
-                   what="%r x%d on the terminal" % (text, count), output=self.output)
-
-    def type(self, data):
-        os.write(self.master, data)
-
-    def wait(self, timeout=10.0):
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("air_std did not exit within %.1fs\n%s" % (timeout, self.output()))
-
-    def close(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self.proc.wait(5)
-        self._done.set()
-        self._reader.join(2)
-        os.close(self.master)
-
-
-@pytest.fixture
-def run_pty():
-    started = []
-
-    def start(args, cwd, env=None, pyz=None):
-        air = PtyAir(args, cwd, env, pyz)
-        started.append(air)
-        return air
-
-    yield start
-    for air in started:
-        air.close()
-
 
 def project(tmp_path, app, extra=""):
     proj = tmp_path / "proj"
@@ -250,7 +156,7 @@ while True:
 def test_in_the_background_air_std_leaves_the_terminal_alone(tmp_path):
     proj = project(tmp_path, WAITING_APP)
     master, slave = pty.openpty()
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", NO_COLOR="1")
+    env = air_std_env(NO_COLOR="1")
     shell = subprocess.Popen([sys.executable, "-c", JOB_SHELL], cwd=str(proj), env=env, stdin=slave,
                              stdout=slave, stderr=slave, start_new_session=True)
     os.close(slave)
