@@ -42,7 +42,6 @@ import errno
 import logging
 import os
 import queue
-import shutil
 import signal
 import sys
 import threading
@@ -50,6 +49,7 @@ import time
 
 from air_std import early_signals, envfile, events, log as airlog, process, version_line, waitio
 from air_std.errors import AirError
+from air_std.tmpdirs import TmpDirs
 
 log = logging.getLogger("air_std.main")
 
@@ -142,16 +142,13 @@ class Engine:
         self._generation_stop = threading.Event()
         self.config_watch = None
         self.keys = None
-        self._written = []  # files air_std wrote under earlier configs (clean_on_exit)
-        # tmp_path -> root_path of the configs before a reload (one may have moved tmp_dir)
-        self._earlier_tmps = {}
+        self.tmp_dirs = TmpDirs()
         self._files_pending = False
         self.force = threading.Event()
         self.crashed = []
         self.failed = []  # parts that stopped on a fault they reported (the root is gone)
         self._wake_r = self._wake_w = None
         self._old_handlers = {}
-        self._made_tmps = {}  # tmp_path -> (st_dev, st_ino) of each tmp_dir air_std created
         self._first_signal_at = None
         self._stop_reason = "a part crashed"
         self.runner = None
@@ -366,7 +363,7 @@ class Engine:
     def _start_parts(self):
         """Build and start the parts from self.cfg, in their start order."""
         cfg = self.cfg
-        self._make_tmp()
+        self.tmp_dirs.make(cfg)
         proxy, watcher, rules, runner = self._make_parts()
         self.runner = runner
         runner.on_root_gone = self.part_failed
@@ -449,11 +446,11 @@ class Engine:
         log.info("%s changed; restarting with the new config", name)
         if self.runner is not None:
             self.runner.post_cmd_at_end = False
-            self._written.extend(self.runner.written_files)
-        self._earlier_tmps[self.cfg.tmp_path] = self.cfg.root_path
         for part in self.parts:
             self._step("stopping %s" % part.name, part.stop)
             self._step("waiting for %s" % part.name, lambda: self._join(part))
+        if self.runner is not None:
+            self.tmp_dirs.wrote(self.runner.written_files)
         old = self.cfg
         self.parts, self.runner = [], None
         if self.shutdown.is_set():  # a Ctrl-C during the reload: exiting after all
@@ -471,21 +468,6 @@ class Engine:
             log.error("cannot start with the new config: %s; stopping", exc)
             self.failed.append("reload")
             self._stop_now()
-
-    def _make_tmp(self):
-        cfg = self.cfg
-        if os.path.isdir(cfg.tmp_path):
-            return
-        if not cfg.build.cmd.strip() and not any(c.strip() for c in cfg.build.pre_cmd):
-            # no build to put anything there (`run`, a read-only tree), and air_std's
-            # only file there is the log of a failed build: nothing to make
-            return
-        try:
-            os.makedirs(cfg.tmp_path)
-            st = os.lstat(cfg.tmp_path)
-            self._made_tmps[cfg.tmp_path] = (st.st_dev, st.st_ino)
-        except OSError as exc:
-            raise AirError("cannot create tmp_dir %s: %s" % (cfg.tmp_path, exc.strerror))
 
     def _check_root(self):
         """The root must be a directory (else air_std would create it, making
@@ -521,7 +503,8 @@ class Engine:
             for part in engine_parts + self.parts:
                 self._step("stopping %s" % part.name, part.stop)
                 self._step("waiting for %s" % part.name, lambda: self._join(part))
-            self._step("cleaning tmp_dir", self._clean_tmp)
+            written = self.runner.written_files if self.runner else ()
+            self._step("cleaning tmp_dir", lambda: self.tmp_dirs.clean(self.cfg, written))
         finally:
             left = process.kill_all_descendants()
             if left:
@@ -534,41 +517,3 @@ class Engine:
         except Exception as exc:  # report and go on with the shutdown
             log.error("%s failed: %s", what, exc)
             log.debug("%s failed", what, exc_info=True)
-
-    def _clean_tmp(self):
-        """clean_on_exit: remove each tmp_dir air_std created (and that is still that
-        directory, not a symlink put in its place), else only the files air_std wrote
-        there. After a reload that moved tmp_dir, the earlier ones too."""
-        cfg = self.cfg
-        if not cfg.misc.clean_on_exit:
-            return
-        written = self._written + (list(self.runner.written_files) if self.runner else [])
-        dirs = dict(self._earlier_tmps)
-        dirs[cfg.tmp_path] = cfg.root_path
-        for tmp_path, root_path in dirs.items():
-            self._clean_one_tmp(tmp_path, root_path, written)
-
-    def _clean_one_tmp(self, tmp_path, root_path, written):
-        tmp = os.path.realpath(tmp_path)
-        root = os.path.realpath(root_path)
-        if tmp == root or not tmp.startswith(root + os.sep):
-            log.warning("not cleaning tmp_dir %s: it is not inside root %s", tmp, root)
-            return
-        made = self._made_tmps.get(tmp_path)
-        if made:
-            try:
-                st = os.lstat(tmp_path)
-            except OSError:
-                return
-            if (st.st_dev, st.st_ino) != made:
-                log.warning("not removing %s: it is no longer the directory air_std created", tmp_path)
-                return
-            shutil.rmtree(tmp_path, ignore_errors=True)  # the unresolved path: rmtree refuses symlinks
-            log.info("removed %s", tmp_path)
-            return
-        for path in written:
-            if os.path.realpath(path).startswith(tmp + os.sep):
-                try:
-                    os.remove(path)
-                except OSError:
-                    pass
