@@ -20,14 +20,26 @@ def _on_early_sigint(signum, frame):
     raise KeyboardInterrupt
 
 
+def _quiet_dropped_interrupt(unraisable):
+    # Python would print "Exception ignored in ..." and a traceback for the
+    # KeyboardInterrupt it dropped; it is in early_signals, so the engine stops
+    # cleanly, and a Ctrl-C at start-up must not look like a crash
+    if early_signals and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        return
+    import sys
+    sys.__unraisablehook__(unraisable)
+
+
 def catch_early_signals():
     """Main thread, first thing: install the handler above (once)."""
     import signal
+    import sys
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         try:
             signal.signal(signal.SIGINT, _on_early_sigint)
         except ValueError:  # not the main thread (an embedding program): leave it
-            pass
+            return
+        sys.unraisablehook = _quiet_dropped_interrupt
 
 
 def version_line():

@@ -93,8 +93,8 @@ air_std.catch_early_signals()
 
 class Dropped:
     def __del__(self):
-        # the handler runs inside this finalizer: Python reports its
-        # KeyboardInterrupt as "Exception ignored" and goes on
+        # the handler runs inside this finalizer: Python drops its
+        # KeyboardInterrupt (and would print "Exception ignored") and goes on
         os.kill(os.getpid(), signal.SIGINT)
         for _ in range(100000):
             pass
@@ -122,6 +122,8 @@ def test_a_ctrl_c_python_swallowed_during_start_up_still_stops_air_std(tmp_path)
         out, _ = proc.communicate()
         raise AssertionError("the swallowed Ctrl-C was lost: air_std kept running\n%s" % out.decode())
     text = out.decode()
-    assert "the Ctrl-C was swallowed" in text and "Exception ignored" in text, text
+    assert "the Ctrl-C was swallowed" in text, text
+    # the dropped Ctrl-C prints nothing: a Ctrl-C at start-up is not a crash
+    assert "Exception ignored" not in text and "Traceback" not in text, text
     assert proc.returncode == 0 and "shutting down" in text, text
     assert not (tmp_path / "app.started").exists(), text  # nothing was started
