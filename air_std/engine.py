@@ -400,7 +400,10 @@ class Engine:
                                runner_inbox=changes, proxy=proxy)
         watcher = None
         if self.once is None:  # --once builds and starts once: nothing to watch for
-            watcher = Watcher.from_config(cfg, changes, self._generation_stop, rule_queue=rule_changes)
+            # an edited config file is reloaded (which builds anew), never also built for
+            reloaded = (cfg.config_path,) if self.reload_config and cfg.config_path else ()
+            watcher = Watcher.from_config(cfg, changes, self._generation_stop, rule_queue=rule_changes,
+                                          ignore_files=reloaded)
         runner = Runner(cfg, changes, self._generation_stop, force=self.force, listener=proxy,
                         app_args=self.app_args, once=self.once)
         return proxy, watcher, rules, runner

@@ -149,12 +149,14 @@ class PathFilter:
 
     def __init__(self, include_ext=("go", "tpl", "tmpl", "html"), include_dir=(), include_file=(),
                  exclude_dir=(), exclude_file=(), exclude_regex=(), tmp_dir="tmp",
-                 testdata_dir="testdata", rules=None, bin_files=()):
+                 testdata_dir="testdata", rules=None, bin_files=(), ignore_files=()):
         """Each argument is the Air key of the same name (lists of strings;
         exclude_regex may hold compiled patterns too); paths are relative to
         the root ("../shared" lies beside it); tmp_dir/testdata_dir are None
         when outside it. rules: a rules.RuleSet, or None. bin_files: the
-        built binary's paths, which include_ext = ["*"] leaves out."""
+        built binary's paths, which include_ext = ["*"] leaves out.
+        ignore_files: files air_std acts on itself (the config file it
+        reloads), never a change for the main build."""
         exts = set()
         self.all_ext = False
         for e in include_ext:
@@ -201,6 +203,10 @@ class PathFilter:
                 d, _, n = p.rpartition("/")
                 self._exclude_names.setdefault(d, set()).add(n)
         self._exclude_globs = tuple(globs)
+        for p in (clean_rel(f) for f in ignore_files):
+            if p:  # by name, never as a glob: a file name may hold [ or *
+                d, _, n = p.rpartition("/")
+                self._exclude_names.setdefault(d, set()).add(n)
 
         # Air (util.go, isIncludeExt): "*" matches every file but the built
         # binary, or every build would rewrite a watched file and start the next.
@@ -230,12 +236,13 @@ class PathFilter:
         self.trees = self._trees()
 
     @classmethod
-    def from_config(cls, cfg, rules=None):
+    def from_config(cls, cfg, rules=None, ignore_files=()):
         """Build from a loaded Config: cfg.root_path, cfg.tmp_path and
         cfg.testdata_path (absolute), build's include_ext, include_dir,
         include_file, exclude_dir, exclude_file and exclude_regex_compiled,
         and the binary's paths (bin, entrypoint, full_bin). rules: the
-        rules.RuleSet of cfg.build.rules, built here when not given."""
+        rules.RuleSet of cfg.build.rules, built here when not given.
+        ignore_files: absolute paths (those outside root need nothing)."""
         b = cfg.build
         root = cfg.root_path
         if rules is None and b.rules:
@@ -247,7 +254,8 @@ class PathFilter:
                    exclude_file=b.exclude_file, exclude_regex=b.exclude_regex_compiled,
                    tmp_dir=rel_under(root, cfg.tmp_path),
                    testdata_dir=rel_under(root, cfg.testdata_path), rules=rules,
-                   bin_files=[rel_to_root(p, root) for p in built_files(cfg)])
+                   bin_files=[rel_to_root(p, root) for p in built_files(cfg)],
+                   ignore_files=[r for r in (rel_under(root, p) for p in ignore_files) if r])
 
     # -- trees ---------------------------------------------------------------
 

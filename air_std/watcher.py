@@ -89,18 +89,20 @@ class Watcher(Part):
         self.driver = None  # the watch_driver.Driver finding changes in it
 
     @classmethod
-    def from_config(cls, cfg, out_queue, shutdown_event, **kwargs):
+    def from_config(cls, cfg, out_queue, shutdown_event, ignore_files=(), **kwargs):
         """Build from a loaded Config: cfg.root_path, the build.include_*/exclude_*
         keys and build.rules (through PathFilter), build.follow_symlink,
         exclude_unchanged, poll, poll_interval_s and air_std's build.watcher
         ("auto" unless set; poll = true forces polling, as in Air). kwargs
-        override those (rule_queue: where the rules' changes go)."""
+        override those (rule_queue: where the rules' changes go).
+        ignore_files: absolute paths that never start the main build."""
         b = cfg.build
         kw = dict(interval_s=b.poll_interval_s, follow_symlink=b.follow_symlink,
                   exclude_unchanged=b.exclude_unchanged,
                   backend="poll" if b.poll else b.watcher)  # Air: poll = true forces polling
         kw.update(kwargs)
-        return cls(cfg.root_path, PathFilter.from_config(cfg), out_queue, shutdown_event, **kw)
+        return cls(cfg.root_path, PathFilter.from_config(cfg, ignore_files=ignore_files), out_queue,
+                   shutdown_event, **kw)
 
     # -- lifecycle -----------------------------------------------------------------
 

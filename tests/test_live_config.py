@@ -64,6 +64,26 @@ def test_editing_the_config_reloads_it_and_a_bad_edit_keeps_the_old_one(tmp_path
     assert count_lines(proj / "post.txt") == 1
 
 
+def test_an_edited_config_that_is_also_a_watched_file_is_reloaded_not_also_built(tmp_path, run_air):
+    # include_ext lists toml: the edit is the config's reload (one build, from the
+    # new parts), not also a change for the old parts' build
+    proj, port = make_project(tmp_path, extra_build='pre_cmd = ["echo b >> builds.log"]')
+    config = proj / ".air.toml"
+    config.write_text(config.read_text().replace('include_ext = ["py", "txt"]',
+                                                 'include_ext = ["py", "txt", "toml"]'))
+    air = run_air([], proj, env={"PORT": str(port)})
+    wait_until(lambda: serves(port, "one -"), timeout=15, what="the app", output=air.output)
+    assert count_lines(proj / "builds.log") == 1
+    config.write_text(config.read_text().replace("[build]", "[build]\nargs_bin = [\"reloaded\"]"))
+    wait_until(lambda: serves(port, "one - reloaded"), timeout=15, what="the app under the new config",
+               output=air.output)
+    # the old parts were stopped before the new ones started: every build is counted by now
+    assert count_lines(proj / "builds.log") == 2, air.output()
+    assert ".air.toml changed; rebuilding" not in air.stderr()
+    air.signal(signal.SIGINT)
+    assert_clean_exit(air)
+
+
 def test_clean_on_exit_removes_every_tmp_dir_after_a_reload_moved_it(tmp_path, run_air):
     proj, port = make_project(tmp_path, top='tmp_dir = "out1"\n[misc]\nclean_on_exit = true\n')
     (proj / "kept").mkdir()  # a tmp_dir the user made is not air_std's to remove
