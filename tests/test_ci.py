@@ -89,6 +89,18 @@ def run_once(run_air, proj, args, env=None, timeout=30.0):
     return air, code, time.monotonic() - started
 
 
+def assert_refused(run_air, args, proj, words):
+    """air_std exits 1 with one error line holding `words`; its output files are removed
+    (the run directory must stay as it was)."""
+    air = run_air(args, proj)
+    assert air.wait(10) == 1, air.output()
+    err = air.stderr().strip()
+    assert err.startswith("air_std: error: ") and words in err and "\n" not in err, err
+    air.close()
+    for f in (air.out_path, air.err_path):
+        f.unlink()
+
+
 def test_once_good_app_ready_on_app_port_then_stops_and_runs_post_cmd(tmp_path, run_air):
     proj = project(tmp_path, post="echo post ran > post.txt")
     port = free_port()
@@ -196,13 +208,7 @@ def test_once_bad_flags_are_one_line_errors(tmp_path, run_air):
                         (["--ready-timeout", "soon"], "--ready-timeout: expected a number of seconds"),
                         (["--ready-after", "-1"], "--ready-after: expected a number of seconds"),
                         (["--ready-after"], "--ready-after needs a value")):
-        air = run_air(["--once"] + args, proj)
-        assert air.wait(10) == 1, air.output()
-        err = air.stderr().strip()
-        assert err.startswith("air_std: error: ") and words in err and "\n" not in err, err
-        air.close()
-        for f in (air.out_path, air.err_path):
-            f.unlink()
+        assert_refused(run_air, ["--once"] + args, proj, words)
 
 
 def test_json_watch_mode_events_in_order(tmp_path, run_air):
@@ -301,13 +307,7 @@ def test_run_refuses_a_missing_program_in_one_line(tmp_path, run_air):
     for args, words in ((["run"], "run needs the app's command"),
                         (["run", "no-such-program-air"], "'no-such-program-air' is not a program on PATH"),
                         (["run", "./missing.py"], "./missing.py not found")):
-        air = run_air(args, proj)
-        assert air.wait(10) == 1, air.output()
-        err = air.stderr().strip()
-        assert err.startswith("air_std: error: ") and words in err and "\n" not in err, err
-        air.close()
-        for f in (air.out_path, air.err_path):
-            f.unlink()
+        assert_refused(run_air, args, proj, words)
     assert os.listdir(proj) == []
 
 
