@@ -116,7 +116,9 @@ def test_stop_on_error_false_restarts_the_old_app_without_the_overlay(tmp_path):
         first = runner.app.pid
         (tmp_path / "broken").write_text("")
         inbox.put(ChangeBatch(created=(str(tmp_path / "broken"),)))
-        wait_until(lambda: runner.app is not None and runner.app.pid != first, what="the restart")
+        # the listener hears of a start just after runner.app is set: wait for what it heard
+        wait_until(lambda: len(listener.events) >= 2, what="the restart")
+        assert runner.app is not None and runner.app.pid != first
         assert listener.events == ["started", "started"]  # Air's buildRun sends no overlay here
     finally:
         stop_runner(runner)
