@@ -244,8 +244,11 @@ def _print_version(opts):
     no reason to fail -v: the version line alone is printed then, as in Air."""
     banner = None
     try:
-        from air_std import config
-        banner = config.load_config(opts.config_file, opts.overrides).misc.startup_banner
+        from air_std import configfile
+        _, found, _, _ = configfile.locate(opts.config_file, os.getcwd(), os.environ)
+        if found is not None or opts.overrides:  # else Air's defaults: no banner to read
+            from air_std import config
+            banner = config.load_config(opts.config_file, opts.overrides).misc.startup_banner
     except AirError:
         pass
     if banner:

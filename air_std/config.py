@@ -23,14 +23,11 @@ import types
 from dataclasses import field, make_dataclass
 from typing import Optional
 
-from air_std import kinds, schema, smallfile
+from air_std import configfile, kinds, schema, smallfile
 from air_std.errors import ConfigError
 from air_std.schema import BY_SECTION, KEYS, PLATFORMS, RULE_KEY, RULE_KEYS
 
-CONFIG_NAME = ".air.toml"
-# Air's defaultPathConfig (runner/config.go) reads this one when .air.toml is absent.
-SECOND_CONFIG_NAME = os.path.join(".config", "air.toml")
-LEGACY_CONFIG_NAME = ".air.conf"
+CONFIG_NAME = configfile.CONFIG_NAME
 # The largest config file read. The biggest .air.toml of the corpus is a few KiB;
 # the bound keeps a wrong -c (a log, an image) from filling memory.
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -436,26 +433,6 @@ def build_log_path(cfg):
     return path, None
 
 
-def _find_file(path, cwd, base, warnings):
-    """(absolute path or None, name to show in messages), like Air's lookup."""
-    if path:
-        full = os.path.normpath(os.path.join(cwd, os.path.expanduser(path)))
-        if not os.path.exists(full):
-            raise ConfigError("%s: config file not found" % path)
-        if os.path.isdir(full):
-            raise ConfigError("%s: is a directory, expected a .air.toml file" % path)
-        return full, path
-    for name in (CONFIG_NAME, SECOND_CONFIG_NAME, LEGACY_CONFIG_NAME):
-        full = os.path.join(base, name)
-        if os.path.lexists(full):  # not a file (a FIFO, a broken link): an error when read
-            display = name if os.path.samefile(base, cwd) else full
-            if name == LEGACY_CONFIG_NAME:
-                warnings.append("%s: .air.conf is Air's deprecated config name; rename it to %s"
-                                % (display, CONFIG_NAME))
-            return full, display
-    return None, None
-
-
 def _check_regular(st, display):
     what = smallfile.file_kind(st)
     if what is not None:
@@ -519,14 +496,7 @@ def load_config(path=None, overrides=None, cwd=None, env=None):
 def _load_config(path, overrides, cwd, env):
     cwd = os.path.abspath(os.getcwd() if cwd is None else cwd)
     env = os.environ if env is None else env
-    base = cwd
-    air_wd = env.get("air_wd", "")
-    if air_wd:
-        base = os.path.normpath(os.path.join(cwd, os.path.expanduser(air_wd)))
-        if not os.path.isdir(base):
-            raise ConfigError("air_wd=%s: no such directory" % air_wd)
-    warnings = []
-    full, display = _find_file(path, cwd, base, warnings)
+    base, full, display, warnings = configfile.locate(path, cwd, env)
     loader = _Loader(display)
     loader.warnings.extend(warnings)
     if full is not None:
