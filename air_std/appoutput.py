@@ -9,10 +9,11 @@ TAIL_BYTES of the two, in the order they were read, so that a crash can be
 shown with its traceback: in the log, in --json's `app_exited` and in the
 browser's overlay.
 
-The loop waits in poll() with a short timeout and ends at end of file on
-both pipes or when asked to stop (the app was stopped: whatever a daemon it
-left still writes is no longer read), so it never outlives the app's stop by
-more than STOP_WAIT_S. Writes wait for room with the same timeout: a stalled
+The loop waits in poll() on the two pipes and a wake-up pipe (so an idle app
+costs no periodic wake-ups), and ends at end of file on both pipes or when
+asked to stop (the app was stopped: whatever a daemon it left still writes is
+no longer read), so it never outlives the app's stop by more than
+STOP_WAIT_S. Writes wait for room in short steps (TICK_S): a stalled
 reader of air_std's output slows the app (as it did when the app wrote to it
 directly) but cannot keep this thread alive past its stop.
 """
@@ -29,6 +30,8 @@ __all__ = ["AppOutput", "TAIL_BYTES"]
 
 TAIL_BYTES = 32 * 1024
 TICK_S = 0.1
+# The longest a read waits before looking at the stop flag again; stop() wakes it at once.
+IDLE_WAIT_S = 5.0
 # A pipe that polls writable has room for one page at least: a piece this big never blocks.
 WRITE_PIECE = 4096
 # After the app exited, how long its last words may take to arrive (a
@@ -44,6 +47,7 @@ class AppOutput:
         self._tail = bytearray()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
         self._is_file = {}  # target fd -> is it a regular file (written without waiting)
         self._thread = threading.Thread(target=guarded, args=("air-app-output", self._run),
                                         name="air-app-output")
@@ -55,7 +59,9 @@ class AppOutput:
         open_pipes = dict(self._targets)
         try:
             while open_pipes and not self._stop.is_set():
-                for pipe in waitio.readable(list(open_pipes), TICK_S):
+                for pipe in waitio.readable(list(open_pipes) + [self._wake_r], IDLE_WAIT_S):
+                    if pipe is self._wake_r:
+                        continue  # stop() was called: the loop's test ends it
                     chunk = os.read(pipe.fileno(), READ_SIZE)
                     if not chunk:
                         del open_pipes[pipe]
@@ -65,6 +71,7 @@ class AppOutput:
         finally:
             for pipe in self._targets:
                 pipe.close()
+            os.close(self._wake_r)
 
     def _keep(self, chunk):
         with self._lock:
@@ -91,7 +98,13 @@ class AppOutput:
         what it left running were stopped."""
         self.settle(timeout)
         self._stop.set()
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
         self._thread.join(TICK_S * 5)
+        if not self._thread.is_alive():
+            os.close(self._wake_w)
         return self.tail()
 
     def _write_all(self, fd, data):
