@@ -50,13 +50,15 @@ class App:
     """
 
     def __init__(self, cfg, stop_event, force, app_args=(), on_started=None, tick_s=0.1,
-                 clock=time.monotonic, on_exited=None):
+                 clock=time.monotonic, on_exited=None, wake=None):
         self.cfg = cfg
         self.stop_event = stop_event
         self.force = force
         self.app_args = list(app_args)
         self.on_started = on_started or (lambda: None)
         self.on_exited = on_exited or (lambda code, tail: None)
+        # from the output thread when the app exits: wakes the runner (None: it checks every tick_s)
+        self.wake = wake
         self.output = None  # the AppOutput of the running app
         # the AppOutput of an app that exited on its own: what it left running (a
         # daemon, a child) may still write there, as it could with Air, until the next stop
@@ -129,7 +131,8 @@ class App:
             return False
         # under --json stdout carries only events: the app's stdout joins stderr
         out_fd = 2 if events.enabled() else 1
-        self.output = AppOutput(self.proc.stdout, self.proc.stderr, out_fd, 2)
+        self.output = AppOutput(self.proc.stdout, self.proc.stderr, out_fd, 2,
+                                pid=self.proc.pid, on_exit=self.wake)
         self.output.start()
         events.emit("app_started", pid=self.proc.pid, command=shown)
         self._started_at = self.clock()
@@ -193,8 +196,8 @@ class App:
 
     def wait_s(self, longest):
         """How long the runner may wait before check() has something to do."""
-        if self.proc is not None:
-            longest = min(longest, self.tick_s)  # notice an app that exits
+        if self.proc is not None and not (self.output is not None and self.output.watches_exit):
+            longest = min(longest, self.tick_s)  # notice an app that exits (else its exit wakes us)
         if self._rerun_at is not None:
             longest = min(longest, max(0.0, self._rerun_at - self.clock()))
         return longest

@@ -16,13 +16,18 @@ no longer read), so it never outlives the app's stop by more than
 STOP_WAIT_S. Writes wait for room in short steps (TICK_S): a stalled
 reader of air_std's output slows the app (as it did when the app wrote to it
 directly) but cannot keep this thread alive past its stop.
+
+Given the app's pid and `on_exit`, it also watches the app's exit (a pidfd in
+the same poll()) and calls on_exit() once when it comes: the runner is woken
+then, instead of checking the app every 100 ms (`watches_exit` says whether it
+can; where it cannot, the runner goes on checking).
 """
 
 import os
 import stat
 import threading
 
-from air_std import waitio
+from air_std import process, waitio
 from air_std.buildoutput import READ_SIZE
 from air_std.part import guarded
 
@@ -42,8 +47,12 @@ STOP_WAIT_S = 0.5
 class AppOutput:
     """Copies one app's stdout and stderr pipes (file objects) to out_fd and err_fd."""
 
-    def __init__(self, stdout, stderr, out_fd, err_fd):
+    def __init__(self, stdout, stderr, out_fd, err_fd, pid=None, on_exit=None):
         self._targets = {stdout: out_fd, stderr: err_fd}
+        # owned by the thread, which closes it: never closed under a poll() using it
+        self._exit_fd = process.exit_fd(pid) if pid is not None and on_exit else None
+        self._on_exit = on_exit
+        self.watches_exit = self._exit_fd is not None
         self._tail = bytearray()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -58,10 +67,14 @@ class AppOutput:
     def _run(self):
         open_pipes = dict(self._targets)
         try:
-            while open_pipes and not self._stop.is_set():
-                for pipe in waitio.readable(list(open_pipes) + [self._wake_r], IDLE_WAIT_S):
-                    if pipe is self._wake_r:
+            while (open_pipes or self._exit_fd is not None) and not self._stop.is_set():
+                fds = [self._wake_r] + ([self._exit_fd] if self._exit_fd is not None else [])
+                for pipe in waitio.readable(list(open_pipes) + fds, IDLE_WAIT_S):
+                    if pipe == self._wake_r:
                         continue  # stop() was called: the loop's test ends it
+                    if pipe == self._exit_fd:
+                        self._exited()
+                        continue
                     chunk = os.read(pipe.fileno(), READ_SIZE)
                     if not chunk:
                         del open_pipes[pipe]
@@ -72,6 +85,14 @@ class AppOutput:
             for pipe in self._targets:
                 pipe.close()
             os.close(self._wake_r)
+            if self._exit_fd is not None:
+                os.close(self._exit_fd)
+
+    def _exited(self):
+        # what it left may still write: reading goes on until end of file or stop
+        os.close(self._exit_fd)
+        self._exit_fd = None
+        self._on_exit()
 
     def _keep(self, chunk):
         with self._lock:

@@ -4,13 +4,16 @@ hand or by an edited env file, and the rules part -> runner for a rule with
 `restart = true`).
 
 Frozen dataclasses so a message can be shared between threads without copies,
-plus the STOP sentinel that wakes a consumer blocked in `Queue.get(timeout=...)`.
+plus two sentinels that wake a consumer blocked in `Queue.get(timeout=...)`:
+STOP (stop now) and APP_GONE (the app's output thread saw the app exit: the
+runner looks at it now instead of every 100 ms).
 """
 
 from dataclasses import dataclass
 from typing import Tuple
 
 STOP = object()
+APP_GONE = object()
 
 
 @dataclass(frozen=True)

@@ -214,14 +214,21 @@ def _wait_gone(proc, pgid, known, timeout_s, force, adopt):
             pause = min(pause * 2, 0.02)
 
 
+def exit_fd(pid):
+    """An fd that turns readable when the child `pid` (not yet reaped) exits, or
+    None where there is none (no pidfd_open: not Linux, Python < 3.9, a kernel
+    older than 5.3). The caller closes it."""
+    if _pidfd_open is None:
+        return None
+    try:
+        return _pidfd_open(pid)
+    except OSError:
+        return None
+
+
 def _wait_exit(proc, timeout_s):
     """Wait up to timeout_s for proc (not yet reaped) to exit; never raises."""
-    fd = None
-    if _pidfd_open is not None:
-        try:
-            fd = _pidfd_open(proc.pid)
-        except OSError:  # kernel older than 5.3
-            fd = None
+    fd = exit_fd(proc.pid)
     if fd is None:
         try:
             proc.wait(timeout_s)  # elsewhere: Popen's own sleep-and-poll loop

@@ -43,7 +43,7 @@ from air_std.app import App
 from air_std.build import BuildCancelled, Builder
 from air_std.buildoutput import StrayPipes
 from air_std.debounce import Debouncer
-from air_std.messages import STOP, ChangeBatch, RestartApp, RestartNow
+from air_std.messages import APP_GONE, STOP, ChangeBatch, RestartApp, RestartNow
 from air_std.once import APP_EXITED, BUILD_FAILED, CHECK_EVERY_S, NOT_READY, OK
 from air_std.part import Part
 from air_std.postcmd import POST_CMD_GRACE_S, POST_CMD_TIMEOUT_S, post_commands, run_post_cmd
@@ -98,7 +98,7 @@ class Runner(Part):
         self.builder = Builder(cfg, self.force, self.strays, tick_s=TICK_S)
         self.app_life = App(cfg, self.stop_event, self.force, app_args,
                             on_started=self.listener.app_started, tick_s=TICK_S,
-                            on_exited=self._app_exited)
+                            on_exited=self._app_exited, wake=lambda: self.inbox.put(APP_GONE))
         self.last_exit = None  # (returncode or None, output tail) of the last app that ended on its own
         self._ready_probe = None  # --json, no proxy, app_port set: watches for the app's first accept
         if events.enabled() and once is None and listener is None and cfg.proxy.app_port:
@@ -167,6 +167,8 @@ class Runner(Part):
         timeout = self.changes.wait_s(IDLE_WAIT_S)
         if self.strays:
             timeout = min(timeout, TICK_S)  # pass their output on
+        if self._ready_probe is not None and self.app is not None:
+            timeout = min(timeout, TICK_S)  # --json: look for the app's first accept
         timeout = self.app_life.wait_s(timeout)
         try:
             item = self.inbox.get(timeout=timeout)

@@ -186,3 +186,31 @@ def test_without_proc_the_group_signal_is_what_counts(tmp_path, monkeypatch):
         assert not process.group_alive(proc.pid)
     finally:
         assert process.make_subreaper()
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="no pidfd_open here (Linux, Python >= 3.9)")
+def test_the_app_output_thread_reports_the_exit_even_while_a_child_holds_the_pipes(tmp_path):
+    """The runner sleeps while the app runs and is woken by its exit: the exit
+    must be reported even when something the app started keeps the output
+    pipes open (then end of file never comes)."""
+    import subprocess
+    from air_std.appoutput import AppOutput
+    script = "import subprocess, sys; subprocess.Popen(['sleep', '30']); print('bye', flush=True)"
+    proc = process.spawn([sys.executable, "-c", script], cwd=str(tmp_path), env=dict(os.environ),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    exited = threading.Event()
+    sink_r, sink_w = os.pipe()  # where the output is copied: a few bytes, it never fills
+    out = AppOutput(proc.stdout, proc.stderr, sink_w, sink_w, pid=proc.pid, on_exit=exited.set)
+    try:
+        assert out.watches_exit
+        out.start()
+        wait_until(exited.is_set, timeout=10, what="the exit reported by the output thread")
+        assert proc.poll() is not None  # reported once it can be reaped, not before
+        assert "bye" in out.tail()
+        assert out._thread.is_alive()  # the sleeping child still holds the pipes: still reading
+    finally:
+        process.stop(proc, signal.SIGTERM, grace_s=1.0, name="test")
+        out.finish()
+        os.close(sink_r)
+        os.close(sink_w)
+    assert not out._thread.is_alive()
