@@ -62,6 +62,7 @@ class ProxyServer(HTTPServer):
         self.proxy = proxy
         self._lock = threading.Lock()
         self._handler_threads = set()
+        self._prune_at = 64
         self._open = set()  # browser and app sockets, for the budget and for abort
         self._seq = itertools.count(1)
         self._closing = False
@@ -216,6 +217,11 @@ class ProxyServer(HTTPServer):
     def _start(self, handler):
         thread = threading.Thread(target=self._run, args=(handler,), name="air-proxy-conn-%d" % next(self._seq))
         with self._lock:
+            # a thread stays listed until it has ended (join_handlers must see one that is
+            # still closing its connection); the ended ones are dropped now and then
+            if len(self._handler_threads) >= self._prune_at:
+                self._handler_threads = {t for t in self._handler_threads if t.is_alive()}
+                self._prune_at = 2 * len(self._handler_threads) + 64
             self._handler_threads.add(thread)
         try:
             thread.start()
@@ -251,9 +257,6 @@ class ProxyServer(HTTPServer):
             parked = handler.serve()
         except Exception:
             self.handle_error(handler.request, handler.client_address)
-        finally:
-            with self._lock:
-                self._handler_threads.discard(threading.current_thread())
         if parked:
             self.park(handler)
         else:
