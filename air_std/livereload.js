@@ -249,22 +249,14 @@
       if (status.gen === null || gen === null || gen > status.gen) {
         reload();
       }
-    } else if (type === "build-failed") {
+    } else if (type === "build-failed" || type === "app-exited") {
       var info;
       try {
         info = JSON.parse(data);
       } catch (err) {
         info = {output: data};
       }
-      showOverlay(info, "Build failed");
-    } else if (type === "app-exited") {
-      var crash;
-      try {
-        crash = JSON.parse(data);
-      } catch (err) {
-        crash = {output: data};
-      }
-      showOverlay(crash, "App exited");
+      showOverlay(info, type === "build-failed" ? "Build failed" : "App exited");
     }
   }
 
