@@ -6,7 +6,8 @@ a request (between requests it may wait in the server, without a thread). It
 reads each request's head strictly (request_head) and dispatches it to one of:
 - the proxy's own pages under /__air_internal/ and its refusals (proxy_pages);
 - forwarding to the app, on a connection taken from the shared pool (upstream)
-  for the request and given back after it; the request body goes through
+  for the request and given back as soon as the app's answer is read, before
+  the browser has its last byte; the request body goes through
   request_body, the response through response_relay.ResponseRelay;
 - a WebSocket Upgrade, handed to websocket_tunnel.WebSocketTunnel.
 
@@ -383,7 +384,8 @@ class ProxyHandler(OwnPages, BaseHTTPRequestHandler):
             if resp is None:
                 return
             head_only = True
-        relay = ResponseRelay(self, resp, self.proxy.generation, head_only)
+        relay = ResponseRelay(self, resp, self.proxy.generation, head_only,
+                              on_read_all=lambda: self._app_answered(resp))
         done = False
         try:
             relay.send()
@@ -400,6 +402,17 @@ class ProxyHandler(OwnPages, BaseHTTPRequestHandler):
                 self._drop_upstream()
             else:
                 self._release_upstream()
+
+    def _app_answered(self, resp):
+        """The app's answer is all read: its connection goes back to the pool
+        before the browser has the answer's last byte. Given back after it, the
+        browser's next request, sent at once on another connection, could find
+        the pool empty and open a new connection, which an app serving one
+        connection at a time (http.server's HTTPServer with HTTP/1.1) leaves
+        unanswered while it waits for a request on this idle one."""
+        if not resp.will_close:
+            resp.close()
+            self._release_upstream()
 
     def _get_for_head(self, resp, target):
         """A GET for the page a HEAD asked about: its Content-Length counts the

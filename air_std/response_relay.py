@@ -84,13 +84,20 @@ class ResponseRelay:
     then says whether the browser already has a status line (if not, the
     handler can still answer with its 502 page). `body_unread` is true when
     the relay stopped before the end of the app's body.
+
+    `on_read_all` is called once the app's response has been read to its end
+    (a short body raises AppGone instead), always before the browser is sent
+    its last byte: the app's connection can then be idle again by the time the
+    browser, having the whole answer, asks its next question, perhaps on
+    another of its connections.
     """
 
-    def __init__(self, handler, resp, generation, head_only=False):
+    def __init__(self, handler, resp, generation, head_only=False, on_read_all=None):
         self.handler = handler
         self.resp = resp
         self.generation = generation
         self.head_only = head_only
+        self._on_read_all = on_read_all
         self.head_sent = False
         self.body_unread = False
         self._length = resp.length  # as announced; resp.length counts down as the body is read
@@ -116,6 +123,8 @@ class ResponseRelay:
         headers.append(("Via", ", ".join(resp.msg.get_all("Via", []) + ["1.1 air_std"])))
         method = "GET" if self.head_only else self.handler.command
         has_body = method != "HEAD" and resp.status >= 200 and resp.status not in (204, 304)
+        if not has_body or resp.length == 0:
+            self._read_all()
         if has_body and self.injects():
             self._relay_html(headers)
         elif has_body:
@@ -134,6 +143,11 @@ class ResponseRelay:
         self.head_sent = True
         handler.log_request(self.resp.status)
 
+    def _read_all(self):
+        callback, self._on_read_all = self._on_read_all, None
+        if callback is not None:
+            callback()
+
     def _app_body(self):
         """The app's body, read by read1() as it arrives; AppGone if the app
         fails or its body ends short of its Content-Length."""
@@ -145,10 +159,13 @@ class ResponseRelay:
                 raise AppGone(exc) from exc
             if not data:
                 break
+            if resp.length == 0:
+                self._read_all()  # the last piece of a Content-Length body, not yet sent
             yield data
         if resp.length:  # read1() ends quietly when the app closes before its Content-Length
             exc = http.client.IncompleteRead(b"", resp.length)
             raise AppGone(exc) from exc
+        self._read_all()  # a chunked or close-delimited body: its end is not yet sent
 
     def _relay_stream(self, headers):
         self._send_rest(_Body(self, headers, self._length))

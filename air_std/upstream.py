@@ -2,7 +2,7 @@
 keep-alive ones that every browser connection shares.
 
 Used by the connection threads ("air-proxy-conn-N"), which take a connection
-for one request and give it back after the response, and by "air-proxy",
+for one request and give it back once the app's response is read, and by "air-proxy",
 which closes the pool at shutdown. Thread-safe.
 
 Why a shared pool rather than one app connection per browser connection:

@@ -12,6 +12,7 @@ asserts on timing.
 
 import base64
 import codecs
+import fcntl
 import gzip
 import hashlib
 import http.client
@@ -25,6 +26,7 @@ import socket
 import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 import types
@@ -752,6 +754,40 @@ def test_head_has_the_length_of_the_get(app, make_proxy, path):
     assert r_head.getheader("Content-Encoding") == r_get.getheader("Content-Encoding")
     assert get(p.port, "/echo", conn=c)[0].status == 200  # the connection goes on
     c.close()
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/page"), ("GET", "/gzip"), ("GET", "/json"), ("GET", "/chunked"), ("GET", "/split"),
+    ("GET", "/empty"), ("GET", "/redirect"), ("HEAD", "/page"), ("HEAD", "/json")])
+def test_the_app_connection_is_idle_before_the_browser_has_the_answer(app, make_proxy, method, path):
+    """The app's connection is back in the pool before the browser has the
+    answer's last byte, so a request the browser then sends at once on another
+    connection finds it idle. Given back after it, that request could open a
+    second connection, which an app serving one connection at a time leaves
+    unanswered (seen once in CI, with http.server's HTTPServer)."""
+    p = make_proxy(app.port)
+    pool = p._server.upstream
+    browser = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    received_then = []
+    give = pool.give
+
+    def give_and_count(conn):
+        count = fcntl.ioctl(browser.fileno(), termios.FIONREAD, b"\0" * 4)
+        received_then.append(struct.unpack("i", count)[0])
+        give(conn)
+
+    pool.give = give_and_count
+    browser.sendall(b"%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                    % (method.encode(), path.encode()))
+    answer = b""
+    while True:
+        more = browser.recv(65536)
+        if not more:
+            break
+        answer += more
+    browser.close()
+    assert answer.startswith(b"HTTP/1.1 "), answer
+    assert len(received_then) == 1 and received_then[0] < len(answer), (received_then, len(answer))
 
 
 def test_a_page_answering_a_post_says_so_to_its_client(app, make_proxy):
