@@ -57,6 +57,10 @@ class AppOutput:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
+        # Who closes _wake_w: finish(), unless the thread outlives its join;
+        # then the thread does as it ends. Decided under _lock, so exactly once.
+        self._ended = False
+        self._thread_closes_wake = False
         self._is_file = {}  # target fd -> is it a regular file (written without waiting)
         self._thread = threading.Thread(target=guarded, args=("air-app-output", self._run),
                                         name="air-app-output")
@@ -87,6 +91,10 @@ class AppOutput:
             os.close(self._wake_r)
             if self._exit_fd is not None:
                 os.close(self._exit_fd)
+            with self._lock:
+                self._ended = True
+                if self._thread_closes_wake:
+                    os.close(self._wake_w)
 
     def _exited(self):
         # what it left may still write: reading goes on until end of file or stop
@@ -124,8 +132,11 @@ class AppOutput:
         except OSError:
             pass
         self._thread.join(TICK_S * 5)
-        if not self._thread.is_alive():
-            os.close(self._wake_w)
+        with self._lock:
+            if self._ended:
+                os.close(self._wake_w)
+            else:
+                self._thread_closes_wake = True  # still busy (a slow on_exit): it closes it as it ends
         return self.tail()
 
     def _write_all(self, fd, data):

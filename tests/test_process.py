@@ -214,3 +214,39 @@ def test_the_app_output_thread_reports_the_exit_even_while_a_child_holds_the_pip
         os.close(sink_r)
         os.close(sink_w)
     assert not out._thread.is_alive()
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="no pidfd_open here (Linux, Python >= 3.9)")
+def test_the_app_output_wake_pipe_is_closed_by_a_thread_that_outlives_finish(tmp_path):
+    """finish() waits a bounded time for the output thread; one still busy
+    then (here: in a slow exit callback) closes the wake-up pipe itself as it
+    ends, so no descriptor is left behind either way."""
+    import fcntl
+    import subprocess
+    from air_std.appoutput import AppOutput
+    proc = process.spawn([sys.executable, "-c", "pass"], cwd=str(tmp_path), env=dict(os.environ),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    in_callback, release = threading.Event(), threading.Event()
+
+    def slow_on_exit():
+        in_callback.set()
+        assert release.wait(10)
+
+    sink_r, sink_w = os.pipe()
+    out = AppOutput(proc.stdout, proc.stderr, sink_w, sink_w, pid=proc.pid, on_exit=slow_on_exit)
+    wake_w = out._wake_w
+    try:
+        out.start()
+        wait_until(in_callback.is_set, timeout=10, what="the exit callback")
+        out.finish(timeout=0.05)
+        assert out._thread.is_alive()
+        fcntl.fcntl(wake_w, fcntl.F_GETFD)  # still open: the thread has not ended
+    finally:
+        release.set()
+        out._thread.join(10)
+        proc.wait(10)
+        os.close(sink_r)
+        os.close(sink_w)
+    assert not out._thread.is_alive()
+    with pytest.raises(OSError):
+        fcntl.fcntl(wake_w, fcntl.F_GETFD)  # closed by the thread as it ended
