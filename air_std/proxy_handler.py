@@ -33,8 +33,9 @@ from air_std.proxy_limits import EXHAUSTED, REFUSAL_BODY
 from air_std.proxy_pages import INTERNAL_PREFIX, OwnPages
 from air_std.request_body import BadBody, framing, read_chunked, read_length
 from air_std.request_head import MAX_LINE, BadHead, read_head
-from air_std.response_relay import BadReply, ResponseRelay
+from air_std.response_relay import ResponseRelay
 from air_std.upstream import open_app_connection, peek_state
+from air_std.upstream_response import BadReply
 from air_std.websocket_tunnel import WebSocketTunnel, connect_app, status_of
 
 log = logging.getLogger("air_std.proxy")

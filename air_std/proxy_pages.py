@@ -18,7 +18,7 @@ from air_std.broadcast import Event, RegistryClosed
 from air_std.inject import script_tag
 from air_std.messages import STOP
 from air_std.proxy_http import APP_HOST, CLIENT_GONE
-from air_std.response_relay import BadReply
+from air_std.upstream_response import BadReply
 
 log = logging.getLogger("air_std.proxy")
 

@@ -16,8 +16,9 @@ what RFC 9112 lets a server accept: empty lines before the request line,
 and a bare LF as a line end (the proxy writes CRLF when it forwards).
 """
 
-import http.client
 import re
+
+from air_std.http_fields import Fields
 
 # One line of the head, CRLF included (the stdlib's bound too).
 MAX_LINE = 65536
@@ -51,7 +52,7 @@ class BadHead(ValueError):
 class RequestHead:
     """A checked request head: method, target, version ("HTTP/1.0" or
     "HTTP/1.1"), `line` (the request line as text) and `headers`, an
-    http.client.HTTPMessage like the stdlib's."""
+    http_fields.Fields (an http.client.HTTPMessage with fast lookups)."""
 
     def __init__(self, method, target, version, line, headers):
         self.method = method
@@ -109,7 +110,7 @@ def _request_line(line):
 
 
 def _fields(rfile):
-    headers = http.client.HTTPMessage()
+    headers = Fields()
     count = 0
     total = 0
     while True:
@@ -136,4 +137,4 @@ def _fields(rfile):
         count += 1
         if count > MAX_FIELDS:
             raise BadHead(431, "more than %d header fields" % MAX_FIELDS)
-        headers[name.decode("ascii")] = value.decode("latin-1")
+        headers.add(name.decode("ascii"), value.decode("latin-1"))

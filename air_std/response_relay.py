@@ -30,42 +30,6 @@ log = logging.getLogger("air_std.proxy")
 HTML_BUFFER_MAX = 4 * 1024 * 1024
 # The charset parameter of a Content-Type: token or quoted string.
 _CHARSET = re.compile(r';\s*charset\s*=\s*"?([^";\s]+)', re.IGNORECASE)
-# Interim (1xx) responses an app may send before its final one.
-MAX_INTERIM = 32
-_MAX_LINE = 65536
-_MAX_FIELDS = 100
-
-
-class BadReply(http.client.HTTPException):
-    """The app's answer breaks HTTP/1.1; str() says how."""
-
-
-class UpstreamResponse(http.client.HTTPResponse):
-    """An app's response, read by http.client, which takes any 1xx but
-    100 for the final response: a 103 Early Hints would then be relayed as the
-    answer, and the real one read as the answer to the next request. Here
-    interim responses are read and dropped (browsers use 103 only over
-    HTTP/2), and a 101 is left for the handler to refuse: the proxy never
-    forwards an Upgrade outside its WebSocket tunnel."""
-
-    def _read_status(self):
-        for _ in range(MAX_INTERIM + 1):
-            version, status, reason = super()._read_status()
-            if status >= 200 or status == 101:
-                return version, status, reason
-            _skip_fields(self.fp)
-            log.debug("dropped the app's interim response %d %s", status, reason.strip())
-        raise BadReply("more than %d interim (1xx) responses" % MAX_INTERIM)
-
-
-def _skip_fields(fp):
-    for _ in range(_MAX_FIELDS + 1):
-        line = fp.readline(_MAX_LINE + 1)
-        if len(line) > _MAX_LINE:
-            raise http.client.LineTooLong("interim response field")
-        if line in (b"\r\n", b"\n", b""):
-            return
-    raise BadReply("an interim response with more than %d fields" % _MAX_FIELDS)
 
 
 class ResponseRelay:

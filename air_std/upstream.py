@@ -20,7 +20,7 @@ import threading
 from collections import deque
 
 from air_std.proxy_http import APP_HOST
-from air_std.response_relay import UpstreamResponse
+from air_std.upstream_response import UpstreamResponse
 
 _poll = getattr(select, "poll", None)  # every POSIX system
 # Idle connections to the app kept for reuse (Go's http.Transport keeps 2 per host).

@@ -196,6 +196,8 @@ class App(BaseHTTPRequestHandler):
         }
         if path in routes:
             return routes[path]()
+        if path.startswith("/reply/"):
+            return self.raw(REPLIES[path[len("/reply/"):]])
         return self.echo()
 
     do_HEAD = do_GET
@@ -729,6 +731,82 @@ def test_interim_responses_are_dropped_and_the_final_one_delivered(app, make_pro
     r, body = get(p.port, "/echo", conn=c)
     assert r.status == 200 and json.loads(body)["path"] == "/echo"
     c.close()
+
+
+# Answers the app sends as they are (then closes), by name: /reply/<name>.
+REPLIES = {
+    "cl-underscore": b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\nhellohello",
+    "cl-plus": b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+    "cl-list": b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello!",
+    "cl-two": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+    "no-colon": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nBogus line\r\n\r\nhello",
+    "bare-cr": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: a\rSet-Cookie: b=1\r\n\r\nhello",
+    "nul": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: a\x00b\r\n\r\nhello",
+    "space-in-name": b"HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello",
+    "cl-same-twice": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5, 5\r\n\r\nhello",
+    "te-and-cl": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 99\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    "te-not-chunked": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: x-custom\r\n"
+                      b"\r\nuntil the app closes",
+    "cl-empty": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length:\r\n\r\nuntil the app closes",
+    "folded": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Fold: one\r\n  two\r\n\ttwo more\r\n"
+              b"Content-Length: 5\r\n\r\nhello",
+}
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("cl-underscore", "invalid Content-Length '1_0'"),
+    ("cl-plus", "invalid Content-Length '+5'"),
+    ("cl-list", "invalid Content-Length '5, 6'"),
+    ("cl-two", "invalid Content-Length '5, 6'"),
+    ("no-colon", "malformed header line 'Bogus line'"),
+    ("bare-cr", "control character in the value of X-A: 'a\\rSet-Cookie: b=1'"),
+    ("nul", "control character in the value of X-A: 'a\\x00b'"),
+    ("space-in-name", "malformed header line 'Content-Length : 5'"),
+])
+def test_an_answer_whose_framing_or_fields_are_invalid_is_a_502_that_says_why(app, make_proxy, name, reason):
+    """The app's head is read as RFC 9112 says a relay must: a body length it
+    cannot be sure of, or a field that could split the browser's head, is a
+    502 naming it (http.client read "1_0" as 10, and passed a bare CR on)."""
+    p = make_proxy(app.port)
+    r, body = get(p.port, "/reply/" + name)
+    assert r.status == 502, (r.status, body)
+    assert reason in body.decode(), body
+
+
+@pytest.mark.parametrize("name, body, header", [
+    ("cl-same-twice", b"hello", None),
+    ("te-and-cl", b"hello", None),
+    ("te-not-chunked", b"until the app closes", None),
+    ("cl-empty", b"until the app closes", None),
+    ("folded", b"hello", ("X-Fold", "one two two more")),
+])
+def test_unusual_but_valid_framing_and_folded_fields_are_relayed(app, make_proxy, name, body, header):
+    """A repeated equal Content-Length is one length; chunked as the last
+    transfer coding wins over a Content-Length; any other transfer coding,
+    or an empty Content-Length, ends with the connection; a folded field is
+    joined with spaces."""
+    p = make_proxy(app.port)
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    r, got = get(p.port, "/reply/" + name, conn=c)
+    assert (r.status, got) == (200, body)
+    if header:
+        assert r.getheader(header[0]) == header[1]
+    assert get(p.port, "/echo", conn=c)[0].status == 200  # the browser's connection goes on
+    c.close()
+
+
+def test_fields_are_found_by_any_case_and_kept_in_order():
+    from air_std.http_fields import Fields
+    f = Fields()
+    for name, value in (("Set-Cookie", "a=1"), ("Host", "h"), ("set-cookie", "b=2")):
+        f.add(name, value)
+    assert f.get("SET-COOKIE") == f["set-cookie"] == "a=1" and f.get_all("Set-Cookie") == ["a=1", "b=2"]
+    assert f.get("X") is None and f.get("X", "d") == "d" and f.get_all("X", []) == [] and "X" not in f
+    assert f.items() == [("Set-Cookie", "a=1"), ("Host", "h"), ("set-cookie", "b=2")] and len(f) == 3
+    assert isinstance(f, http.client.HTTPMessage) and "HOST" in f
+    del f["SET-cookie"]
+    assert f.items() == [("Host", "h")] and f.get_all("set-cookie") is None and list(f) == ["Host"]
 
 
 def test_an_unsolicited_101_is_a_502(app, make_proxy):
