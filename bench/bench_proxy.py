@@ -103,6 +103,24 @@ def throughput(port, path, clients, seconds):
     return sum(counts) / seconds
 
 
+def cpu_s(pid):
+    """utime+stime of a process so far, in seconds (None without /proc)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def throughput_and_cpu(port, path, clients, seconds, pid):
+    """(requests/s, CPU µs per request of process pid) over one load run."""
+    c0 = cpu_s(pid)
+    rps = throughput(port, path, clients, seconds)
+    c1 = cpu_s(pid)
+    return rps, (None if c0 is None else (c1 - c0) / (rps * seconds) * 1e6)
+
+
 def median_latency_ms(port, path, n):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     times = []
@@ -204,15 +222,21 @@ def main(argv=None):
         print("## air_std proxy benchmark\n")
         print("python %s on %s, %d CPUs; %d client processes, keep-alive, %.0f s per figure.\n"
               % (platform.python_version(), platform.system(), os.cpu_count() or 0, clients, seconds))
-        print("| request | direct req/s | proxy req/s | direct median ms | proxy median ms | added ms |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        print("CPU per request: utime+stime of the app's process over the direct run, and of the "
+              "proxy's over the proxied run (the app's share of that run not counted), divided by "
+              "the requests served; steadier than req/s on a shared machine.\n")
+        print("| request | direct req/s | proxy req/s | direct median ms | proxy median ms | added ms "
+              "| app CPU/request µs | proxy CPU/request µs | proxy / app |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for label, path in (("GET 2 KB text/plain", "/plain"), ("GET 2 KB HTML (script injected)", "/page")):
-            rps_direct = throughput(app_port, path, clients, seconds)
-            rps_proxy = throughput(proxy_port, path, clients, seconds)
+            rps_direct, app_cpu = throughput_and_cpu(app_port, path, clients, seconds, app.pid)
+            rps_proxy, proxy_cpu = throughput_and_cpu(proxy_port, path, clients, seconds, proxy.pid)
             lat_direct = median_latency_ms(app_port, path, lat_n)
             lat_proxy = median_latency_ms(proxy_port, path, lat_n)
-            print("| %s | %.0f | %.0f | %.3f | %.3f | %+.3f |" % (
-                label, rps_direct, rps_proxy, lat_direct, lat_proxy, lat_proxy - lat_direct))
+            cpu = ("%.0f | %.0f | %.2fx" % (app_cpu, proxy_cpu, proxy_cpu / app_cpu)
+                   if app_cpu and proxy_cpu else "- | - | -")
+            print("| %s | %.0f | %.0f | %.3f | %.3f | %+.3f | %s |" % (
+                label, rps_direct, rps_proxy, lat_direct, lat_proxy, lat_proxy - lat_direct, cpu))
 
         print("\n| SSE subscribers | one reload reaches all: median ms | min ms | max ms |")
         print("| ---: | ---: | ---: | ---: |")
