@@ -226,11 +226,9 @@ class ProxyHandler(OwnPages, BaseHTTPRequestHandler):
         out.append(("X-Forwarded-For", self.client_address[0]))
         out.append(("X-Forwarded-Proto", "http"))
         out.append(("X-Forwarded-Host", host))
-        out.append(("Via", ", ".join(h.get_all("Via", []) + [self._via()])))
+        via = "%s air_std" % self.request_version.split("/")[-1]
+        out.append(("Via", ", ".join(h.get_all("Via", []) + [via])))
         return out
-
-    def _via(self):
-        return "%s air_std" % self.request_version.split("/")[-1]
 
     def _connect(self, make):
         """Call make() until the app accepts or app_start_timeout_s passes.
@@ -406,11 +404,7 @@ class ProxyHandler(OwnPages, BaseHTTPRequestHandler):
 
     def _app_answered(self, resp):
         """The app's answer is all read: its connection goes back to the pool
-        before the browser has the answer's last byte. Given back after it, the
-        browser's next request, sent at once on another connection, could find
-        the pool empty and open a new connection, which an app serving one
-        connection at a time (http.server's HTTPServer with HTTP/1.1) leaves
-        unanswered while it waits for a request on this idle one."""
+        now, before the browser has the last byte (ResponseRelay says why)."""
         if not resp.will_close:
             resp.close()
             self._release_upstream()

@@ -53,7 +53,10 @@ class ResponseRelay:
     (a short body raises AppGone instead), always before the browser is sent
     its last byte: the app's connection can then be idle again by the time the
     browser, having the whole answer, asks its next question, perhaps on
-    another of its connections.
+    another of its connections. (Given back after it, that request could find
+    the pool empty and open a second connection, which an app serving one
+    connection at a time, http.server's HTTPServer with HTTP/1.1, leaves
+    unanswered while it waits on the first.)
     """
 
     def __init__(self, handler, resp, generation, head_only=False, on_read_all=None):
