@@ -105,7 +105,7 @@ def read_length(rfile, remaining):
 def read_chunked(rfile):
     """Yield the data of a chunked body, chunk by chunk, checking its framing."""
     while True:
-        size = _chunk_size(rfile.readline(_SIZE_LINE_MAX))
+        size = read_chunk_size(rfile)
         if size == 0:
             _skip_trailer_section(rfile)
             return
@@ -116,6 +116,12 @@ def read_chunked(rfile):
             if len(end) < 2 and b"\r\n".startswith(end):
                 raise _browser_left()
             raise BadBody("chunk data not followed by CRLF")
+
+
+def read_chunk_size(rfile):
+    """The size the next chunk-size line of rfile announces (also used for
+    the app's chunked responses, see upstream_response)."""
+    return _chunk_size(rfile.readline(_SIZE_LINE_MAX))
 
 
 def _chunk_size(line):

@@ -19,7 +19,8 @@ What differs from http.client's own HTTPResponse, and why:
   it is the last transfer coding, else the body ends when the app closes; a
   Content-Length that is not digits, or a list of different ones, is an
   invalid response (502) where http.client took "1_0" as 10 and a bad one as
-  "until the app closes". Line folding (obs-fold) is replaced by a space, as
+  "until the app closes". Chunk sizes are read as strictly as a browser's
+  upload's (request_body). Line folding (obs-fold) is replaced by a space, as
   that section's rules for a proxy allow.
 """
 
@@ -29,6 +30,7 @@ import re
 
 from air_std.http_fields import Fields
 from air_std.proxy_http import tokens
+from air_std.request_body import BadBody, read_chunk_size
 
 log = logging.getLogger("air_std.proxy")
 
@@ -67,6 +69,15 @@ class UpstreamResponse(http.client.HTTPResponse):
         self.chunked, self.length, self.will_close = _framing(
             self.msg, status, self.version, self._method)
         self.chunk_left = None
+
+    def _read_next_chunk_size(self):
+        # as strict as for a browser's upload: http.client took "-5" and "0x5"
+        # for sizes, and relayed what came next as data
+        try:
+            return read_chunk_size(self.fp)
+        except BadBody as exc:
+            self._close_conn()
+            raise BadReply(str(exc)) from None
 
     def _read_status(self):
         for _ in range(MAX_INTERIM + 1):

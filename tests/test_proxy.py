@@ -748,6 +748,10 @@ REPLIES = {
                  b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
     "te-not-chunked": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: x-custom\r\n"
                       b"\r\nuntil the app closes",
+    "chunk-negative": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"-5\r\nhello\r\n0\r\n\r\n",
+    "chunk-0x": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"0x5\r\nhello\r\n0\r\n\r\n",
     "cl-empty": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length:\r\n\r\nuntil the app closes",
     "folded": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Fold: one\r\n  two\r\n\ttwo more\r\n"
               b"Content-Length: 5\r\n\r\nhello",
@@ -763,6 +767,8 @@ REPLIES = {
     ("bare-cr", "control character in the value of X-A: 'a\\rSet-Cookie: b=1'"),
     ("nul", "control character in the value of X-A: 'a\\x00b'"),
     ("space-in-name", "malformed header line 'Content-Length : 5'"),
+    ("chunk-negative", "chunk size '-5\\r\\n' is not hexadecimal digits"),
+    ("chunk-0x", "malformed chunk size line '0x5\\r\\n'"),
 ])
 def test_an_answer_whose_framing_or_fields_are_invalid_is_a_502_that_says_why(app, make_proxy, name, reason):
     """The app's head is read as RFC 9112 says a relay must: a body length it
