@@ -38,6 +38,31 @@ class Fields(http.client.HTTPMessage):
         if self._index.pop(key, None) is not None:
             self._headers = [(k, v) for k, v in self._headers if k.lower() != key]
 
+    def set_raw(self, name, value):
+        self.add(name, value)
+
+    def _reindex(self):
+        self._index = {}
+        for name, value in self._headers:
+            self._index.setdefault(name.lower(), []).append(value)
+
+    # email's Message methods that edit the list in place: the index follows
+    def replace_header(self, *args, **kwargs):
+        super().replace_header(*args, **kwargs)
+        self._reindex()
+
+    def set_param(self, *args, **kwargs):
+        super().set_param(*args, **kwargs)
+        self._reindex()
+
+    def del_param(self, *args, **kwargs):
+        super().del_param(*args, **kwargs)
+        self._reindex()
+
+    def set_boundary(self, *args, **kwargs):
+        super().set_boundary(*args, **kwargs)
+        self._reindex()
+
     def get(self, name, failobj=None):
         """The first value of `name`, or failobj."""
         values = self._index.get(name.lower())

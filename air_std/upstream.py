@@ -55,11 +55,20 @@ def _readable_now(sock):
     return bool(poller.poll(0))
 
 
+class AppConnection(http.client.HTTPConnection):
+    """An http.client connection that remembers the socket the server tracks:
+    http.client drops `sock` (sets it to None) when a response ends with the
+    connection (HTTP/1.0, `Connection: close`, a body read until close) or the
+    app hangs up, and that socket must still leave the server's count."""
+
+    response_class = UpstreamResponse
+    tracked_sock = None
+
+
 def open_app_connection(app_port, connect_timeout_s, io_timeout_s):
-    """A connected http.client connection to the app (OSError while it is
-    not listening); its responses skip interim 1xx ones."""
-    conn = http.client.HTTPConnection(APP_HOST, app_port, timeout=connect_timeout_s)
-    conn.response_class = UpstreamResponse
+    """A connected AppConnection to the app (OSError while it is not
+    listening); its responses skip interim 1xx ones."""
+    conn = AppConnection(APP_HOST, app_port, timeout=connect_timeout_s)
     try:
         conn.connect()
     except OSError:
@@ -105,12 +114,14 @@ class UpstreamPool:
 
     def discard(self, conn):
         """Close a connection that will not be used again."""
-        if conn.sock is not None:
-            self._untrack(conn.sock)
+        sock, conn.tracked_sock = conn.tracked_sock, None
+        if sock is not None:
+            self._untrack(sock)
         conn.close()
 
     def tracked(self, conn):
         """A new connection, made known to the server."""
+        conn.tracked_sock = conn.sock
         self._track(conn.sock)
         return conn
 

@@ -78,6 +78,9 @@ class UpstreamResponse(http.client.HTTPResponse):
         except BadBody as exc:
             self._close_conn()
             raise BadReply(str(exc)) from None
+        except ConnectionResetError:  # request_body's words are about a browser
+            raise http.client.RemoteDisconnected(
+                "the app closed the connection within a chunk size line") from None
 
     def _read_status(self):
         for _ in range(MAX_INTERIM + 1):

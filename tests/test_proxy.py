@@ -16,6 +16,7 @@ import fcntl
 import gzip
 import hashlib
 import http.client
+import io
 import json
 import logging
 import os
@@ -752,6 +753,7 @@ REPLIES = {
                       b"-5\r\nhello\r\n0\r\n\r\n",
     "chunk-0x": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
                 b"0x5\r\nhello\r\n0\r\n\r\n",
+    "http10": b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
     "cl-empty": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length:\r\n\r\nuntil the app closes",
     "folded": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Fold: one\r\n  two\r\n\ttwo more\r\n"
               b"Content-Length: 5\r\n\r\nhello",
@@ -802,6 +804,27 @@ def test_unusual_but_valid_framing_and_folded_fields_are_relayed(app, make_proxy
     c.close()
 
 
+@pytest.mark.parametrize("path", ["/reply/te-not-chunked", "/reply/cl-empty", "/reply/http10"])
+def test_app_connections_that_end_with_their_answer_leave_the_socket_count(app, make_proxy, path):
+    """http.client forgets the socket of a connection whose answer ends with
+    it; the proxy still takes it out of its count, or each such answer (any
+    HTTP/1.0 app) would eat one place of the budget until every browser got 503s."""
+    p = make_proxy(app.port)
+    for _ in range(5):
+        get(p.port, path)
+    server = p._server
+    wait_until(lambda: all(sock.fileno() != -1 for sock in list(server._open)), timeout=5,
+               what="no closed socket left in the proxy's count")
+
+
+def test_an_app_cut_inside_a_chunk_size_line_is_named_as_the_app(app, make_proxy):
+    REPLIES["cut-chunk"] = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n"
+                            b"\r\n5\r\n<html\r\n1")
+    p = make_proxy(app.port)
+    r, body = get(p.port, "/reply/cut-chunk")
+    assert r.status == 502 and b"browser" not in body and b"the app closed the connection" in body, body
+
+
 def test_fields_are_found_by_any_case_and_kept_in_order():
     from air_std.http_fields import Fields
     f = Fields()
@@ -813,6 +836,12 @@ def test_fields_are_found_by_any_case_and_kept_in_order():
     assert isinstance(f, http.client.HTTPMessage) and "HOST" in f
     del f["SET-cookie"]
     assert f.items() == [("Host", "h")] and f.get_all("set-cookie") is None and list(f) == ["Host"]
+    f.replace_header("host", "h2")
+    f.set_raw("X-Raw", "r")
+    f.set_param("charset", "utf-8", header="Content-Type")
+    assert f["Host"] == "h2" and f["x-raw"] == "r" and f.get_content_charset() == "utf-8"
+    parsed = http.client.parse_headers(io.BytesIO(b"A: 1\r\nb: 2\r\n\r\n"), _class=Fields)
+    assert parsed["a"] == "1" and parsed.get_all("B") == ["2"]
 
 
 def test_an_unsolicited_101_is_a_502(app, make_proxy):
