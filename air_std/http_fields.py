@@ -46,23 +46,6 @@ class Fields(http.client.HTTPMessage):
         for name, value in self._headers:
             self._index.setdefault(name.lower(), []).append(value)
 
-    # email's Message methods that edit the list in place: the index follows
-    def replace_header(self, *args, **kwargs):
-        super().replace_header(*args, **kwargs)
-        self._reindex()
-
-    def set_param(self, *args, **kwargs):
-        super().set_param(*args, **kwargs)
-        self._reindex()
-
-    def del_param(self, *args, **kwargs):
-        super().del_param(*args, **kwargs)
-        self._reindex()
-
-    def set_boundary(self, *args, **kwargs):
-        super().set_boundary(*args, **kwargs)
-        self._reindex()
-
     def get(self, name, failobj=None):
         """The first value of `name`, or failobj."""
         values = self._index.get(name.lower())
@@ -93,3 +76,19 @@ class Fields(http.client.HTTPMessage):
 
     def __iter__(self):
         return iter(self.keys())
+
+
+def _then_reindex(name):
+    inherited = getattr(http.client.HTTPMessage, name)
+
+    def method(self, *args, **kwargs):
+        result = inherited(self, *args, **kwargs)
+        self._reindex()
+        return result
+    method.__name__ = name
+    return method
+
+
+# email's Message methods that edit the list of fields in place: the index follows them
+for _name in ("replace_header", "set_param", "del_param", "set_boundary"):
+    setattr(Fields, _name, _then_reindex(_name))
