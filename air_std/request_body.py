@@ -119,14 +119,11 @@ def read_chunked(rfile):
 
 
 def read_chunk_size(rfile):
-    """The size the next chunk-size line of rfile announces (also used for
-    the app's chunked responses, see upstream_response)."""
-    return _chunk_size(rfile.readline(_SIZE_LINE_MAX))
-
-
-def _chunk_size(line):
-    """The size a chunk-size line announces; BadBody if the line is malformed
-    (or cut by the read bound), ConnectionResetError if the browser left."""
+    """The size the next chunk-size line of rfile announces (also read for
+    the app's chunked responses, see upstream_response); BadBody if the line
+    is malformed (or cut by the read bound), ConnectionResetError if the
+    other side left."""
+    line = rfile.readline(_SIZE_LINE_MAX)
     complete = line.endswith(b"\n")
     if not complete and len(line) < _SIZE_LINE_MAX:
         raise _browser_left()

@@ -39,7 +39,7 @@ MAX_INTERIM = 32
 MAX_LINE = 65536
 MAX_FIELDS = 100
 # name ":" value, the name a token (RFC 9110 section 5.1)
-_FIELD = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):(.*)\Z", re.DOTALL)
+_FIELD = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):(.*)\Z")
 _DIGITS = re.compile(r"[0-9]+\Z")
 # in a value, only HTAB of the controls: a CR or NUL relayed could split or cut the browser's head
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -116,19 +116,16 @@ def _read_fields(fp):
     pairs = []
     for raw in _head_lines(fp, "response"):
         line = raw.decode("latin-1")
-        if line[:1] in (" ", "\t"):
+        if line[:1] in (" ", "\t"):  # obs-fold: the value goes on
             if not pairs:
                 raise BadReply("a continuation line before any header field: %r" % line[:60])
-            name, value = pairs[-1]
-            more = line.strip(" \t")
-            if _CONTROL.search(more):
-                raise BadReply("control character in the value of %s: %r" % (name, more[:60]))
-            pairs[-1] = (name, (value + " " + more).strip(" \t"))
-            continue
-        m = _FIELD.match(line)
-        if m is None:
-            raise BadReply("malformed header line %r" % line[:60])
-        name, value = m.group(1), m.group(2).strip(" \t")
+            name, value = pairs.pop()
+            value = (value + " " + line.strip(" \t")).strip(" \t")
+        else:
+            m = _FIELD.match(line)
+            if m is None:
+                raise BadReply("malformed header line %r" % line[:60])
+            name, value = m.group(1), m.group(2).strip(" \t")
         if _CONTROL.search(value):
             raise BadReply("control character in the value of %s: %r" % (name, value[:60]))
         pairs.append((name, value))

@@ -753,6 +753,8 @@ REPLIES = {
                       b"-5\r\nhello\r\n0\r\n\r\n",
     "chunk-0x": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
                 b"0x5\r\nhello\r\n0\r\n\r\n",
+    "cut-chunk": b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n"
+                 b"\r\n5\r\n<html\r\n1",
     "http10": b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
     "cl-empty": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length:\r\n\r\nuntil the app closes",
     "folded": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Fold: one\r\n  two\r\n\ttwo more\r\n"
@@ -818,8 +820,6 @@ def test_app_connections_that_end_with_their_answer_leave_the_socket_count(app, 
 
 
 def test_an_app_cut_inside_a_chunk_size_line_is_named_as_the_app(app, make_proxy):
-    REPLIES["cut-chunk"] = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n"
-                            b"\r\n5\r\n<html\r\n1")
     p = make_proxy(app.port)
     r, body = get(p.port, "/reply/cut-chunk")
     assert r.status == 502 and b"browser" not in body and b"the app closed the connection" in body, body
